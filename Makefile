@@ -1,0 +1,37 @@
+# Two commands on a fresh machine with Python 3.11: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DATA_DIR ?= $(firstword $(wildcard ../shared/data) data)
+DEMO_OUT ?= artifacts/demo
+
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export SHINE_DATA_DIR ?= $(abspath $(DATA_DIR))
+
+.PHONY: install demo test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/shine build-negatives --dataset charades-cg --split train --backend random --out $(DEMO_OUT)
+	$(BIN)/shine inspect $(DEMO_OUT) --sample 3
+
+test: $(STAMP)
+	$(BIN)/python -m pytest pipeline trainer shine tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" pipeline trainer shine tests
+
+bench: $(STAMP)
+	@for f in benchmarks/*.py; do echo "# $$f" >&2; $(BIN)/python $$f; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .prefect

@@ -1,0 +1,1 @@
+"""The negatives pipeline: load -> pos -> dictionary -> masked -> negatives, as a Prefect flow."""

@@ -1,0 +1,1 @@
+"""Negatives backends: the interface and the offline ones."""

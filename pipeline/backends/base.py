@@ -1,0 +1,143 @@
+"""The interface every negatives backend implements, offline or LLM.
+
+A backend receives one query with its three nested masked levels and returns, per level, the filled
+sentence. The flow's negatives stage owns chunking, resume and the Parquet table; a backend only fills.
+LLM backends (``pipeline.llm``) add limits, retries, caching and a ledger behind the same interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "PRIMITIVES",
+    "MaskedLevel",
+    "FillRequest",
+    "LevelFill",
+    "FillResponse",
+    "Backend",
+    "fill_all",
+    "detokenize",
+    "fill_tokens",
+]
+
+#: The five primitive types of the dictionary D, in the paper's masking order.
+PRIMITIVES: tuple[str, ...] = ("verb", "noun", "adj", "prep", "adv")
+
+
+@dataclass(frozen=True)
+class MaskedLevel:
+    """One masked version of a query.
+
+    ``tokens`` are the query's tokens with the masked ones replaced by the mask token; ``positions`` index
+    into ``tokens``; ``original_words`` and ``primitives`` are aligned with ``positions``.
+    """
+
+    level: int
+    ratio: float
+    masked_query: str
+    tokens: tuple[str, ...]
+    positions: tuple[int, ...]
+    original_words: tuple[str, ...]
+    primitives: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FillRequest:
+    """Everything a backend needs to fill one query's masks (all levels at once)."""
+
+    qid: str
+    query: str
+    tokens: tuple[str, ...]
+    levels: tuple[MaskedLevel, ...]
+    #: words per primitive the backend may draw from (the paper's random subset of D), may be empty
+    vocabulary: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LevelFill:
+    """The filled sentence of one level, with its validation result."""
+
+    level: int
+    negative: str
+    filled_words: tuple[str, ...]
+    valid: bool
+    invalid_reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FillResponse:
+    """A backend's answer for one query, with the provenance written to negatives.parquet."""
+
+    qid: str
+    fills: tuple[LevelFill, ...]
+    backend: str
+    model: str
+    prompt_version: str
+    attempts: int = 1
+    from_cache: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A way to fill masked queries. ``fill_batch`` may be overridden by backends that vectorise."""
+
+    name: str
+    model: str
+    prompt_version: str
+
+    async def complete(self, req: FillRequest) -> FillResponse:
+        """Fill every level of one request."""
+        ...
+
+
+async def fill_all(backend: Backend, requests: Sequence[FillRequest], max_concurrency: int = 64) -> list[FillResponse]:
+    """Fill ``requests`` concurrently (order kept). Uses ``backend.fill_batch`` when it has one."""
+    batch = getattr(backend, "fill_batch", None)
+    if batch is not None:
+        return list(await batch(requests))
+    sem = asyncio.Semaphore(max_concurrency)
+
+    async def one(req: FillRequest) -> FillResponse:
+        async with sem:
+            return await backend.complete(req)
+
+    return list(await asyncio.gather(*(one(r) for r in requests)))
+
+
+def detokenize(tokens: Sequence[str]) -> str:
+    """Join tokens by single spaces, with no space before a token that is exactly "." or ",".
+
+    This is the rule of the authors' released masked queries ("they 're" keeps its space).
+
+    >>> detokenize(["person", "opens", "the", "door", "."])
+    'person opens the door.'
+    >>> detokenize(["they", "'re", "<mask>", ",", "then", "sit", "."])
+    "they 're <mask>, then sit."
+    """
+    out: list[str] = []
+    for tok in tokens:
+        if out and tok not in {".", ","}:
+            out.append(" ")
+        out.append(tok)
+    return "".join(out)
+
+
+def fill_tokens(tokens: Sequence[str], positions: Sequence[int], words: Sequence[str]) -> str:
+    """The sentence with ``words`` written at ``positions`` of ``tokens``, detokenised.
+
+    >>> fill_tokens(["a", "<mask>", "opens", "."], [1], ["dog"])
+    'a dog opens.'
+    """
+    if len(positions) != len(words):
+        raise ValueError(f"expected {len(positions)} words for the masks, got {len(words)}")
+    filled = list(tokens)
+    for pos, word in zip(positions, words):
+        filled[pos] = word
+    return detokenize(filled)

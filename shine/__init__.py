@@ -1,0 +1,8 @@
+"""SHINE: hierarchical hard negatives (``pipeline``) and coarse-to-fine saliency ranking (``trainer``).
+
+This package holds only what both halves share without importing each other: the ``shine`` command line
+(``shine.cli``) and the layered-config helpers (``shine.configs``).
+"""
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

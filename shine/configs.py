@@ -1,0 +1,188 @@
+"""Layered configuration for frozen dataclasses: defaults < preset < YAML file < CLI overrides.
+
+Both ``pipeline`` and ``trainer`` keep their settings in frozen dataclasses; this module turns nested
+mappings (from YAML or ``--set a.b=value`` options) into validated instances and back, so the whole config
+can be dumped into ``manifest.json`` and reloaded exactly.
+
+>>> from dataclasses import dataclass
+>>> @dataclass(frozen=True)
+... class Inner:
+...     rate: float = 0.5
+>>> @dataclass(frozen=True)
+... class Outer:
+...     name: str = "a"
+...     inner: Inner = Inner()
+>>> merge(Outer(), {"inner": {"rate": 0.25}})
+Outer(name='a', inner=Inner(rate=0.25))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+__all__ = ["ConfigValueError", "merge", "parse_overrides", "load_yaml", "to_dict", "layered"]
+
+T = TypeVar("T")
+
+
+class ConfigValueError(ValueError):
+    """A config key or value does not fit the dataclass it is merged into."""
+
+
+def to_dict(cfg: Any) -> Any:
+    """Plain JSON/YAML-ready structure of a (nested) dataclass; tuples become lists, paths strings."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    if isinstance(cfg, Mapping):
+        return {str(k): to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, Path):
+        return str(cfg)
+    return cfg
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert ``value`` to the annotated type ``tp``; raise ConfigValueError naming ``where``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigValueError as exc:
+                errors.append(str(exc))
+        raise ConfigValueError("; ".join(errors))
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigValueError(f"{where}: expected one of {list(args)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigValueError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
+        return merge(tp(), value, prefix=where + ".")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigValueError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if args and len(args) != len(value):
+            raise ConfigValueError(f"{where}: expected {len(args)} values, got {len(value)}: {value!r}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+    if origin in (dict, Mapping) or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigValueError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
+            return value.lower() in {"true", "1", "yes"}
+        raise ConfigValueError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigValueError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise ConfigValueError(f"{where}: expected an integer, got {value!r}") from exc
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigValueError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigValueError(f"{where}: expected a number, got {value!r}") from exc
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigValueError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    if tp is Path:
+        return Path(value)
+    return value
+
+
+def merge(cfg: T, updates: Mapping[str, Any], prefix: str = "") -> T:
+    """Return a copy of dataclass ``cfg`` with ``updates`` (a nested mapping) applied and validated.
+
+    Unknown keys are errors that list the valid ones, so a typo never silently keeps a default.
+    """
+    if not dataclasses.is_dataclass(cfg):
+        raise TypeError(f"merge() expects a dataclass instance, got {type(cfg).__name__}")
+    hints = typing.get_type_hints(type(cfg))
+    names = {f.name for f in dataclasses.fields(cfg) if f.init}
+    changes: dict[str, Any] = {}
+    for key, value in updates.items():
+        if key not in names:
+            raise ConfigValueError(
+                f"unknown config key {prefix}{key!r}; valid keys here: {', '.join(sorted(names))}"
+            )
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, Mapping):
+            changes[key] = merge(current, value, prefix=f"{prefix}{key}.")
+        else:
+            changes[key] = _coerce(value, hints[key], f"{prefix}{key}")
+    try:
+        return dataclasses.replace(cfg, **changes)
+    except ValueError as exc:  # __post_init__ validation
+        raise ConfigValueError(f"{prefix or 'config'}: {exc}") from exc
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """Turn ``["a.b=1", "c=[0.1, 0.2]"]`` into ``{"a": {"b": 1}, "c": [0.1, 0.2]}`` (values parsed as YAML).
+
+    >>> parse_overrides(["mask.ratios=[0.1, 0.3, 0.5]", "seed=3"])
+    {'mask': {'ratios': [0.1, 0.3, 0.5]}, 'seed': 3}
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigValueError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; an empty file is an empty mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigValueError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigValueError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def layered(base: T, *layers: Mapping[str, Any] | None) -> T:
+    """Apply mappings in order (preset, YAML file, CLI overrides); later layers win."""
+    cfg = base
+    for layer in layers:
+        if layer:
+            cfg = merge(cfg, layer)
+    return cfg

@@ -1,0 +1,1 @@
+"""DETR-style temporal grounding trainer (Moment-DETR, QD-DETR) with SHINE's saliency ranking."""
