@@ -4,16 +4,7 @@ Both ``pipeline`` and ``trainer`` keep their settings in frozen dataclasses; thi
 mappings (from YAML or ``--set a.b=value`` options) into validated instances and back, so the whole config
 can be dumped into ``manifest.json`` and reloaded exactly.
 
->>> from dataclasses import dataclass
->>> @dataclass(frozen=True)
-... class Inner:
-...     rate: float = 0.5
->>> @dataclass(frozen=True)
-... class Outer:
-...     name: str = "a"
-...     inner: Inner = Inner()
->>> merge(Outer(), {"inner": {"rate": 0.25}})
-Outer(name='a', inner=Inner(rate=0.25))
+Example: ``merge(PipelineConfig(), {"mask": {"ratios": [0.1, 0.3, 0.5]}})`` returns a new, validated config.
 """
 
 from __future__ import annotations
@@ -131,7 +122,7 @@ def merge(cfg: T, updates: Mapping[str, Any], prefix: str = "") -> T:
     for key, value in updates.items():
         if key not in names:
             raise ConfigValueError(
-                f"unknown config key {prefix}{key!r}; valid keys here: {', '.join(sorted(names))}"
+                f"unknown config key '{prefix}{key}'; valid keys here: {', '.join(sorted(names))}"
             )
         current = getattr(cfg, key)
         if dataclasses.is_dataclass(current) and isinstance(value, Mapping):

@@ -1,0 +1,122 @@
+"""``shine build-negatives`` and ``shine inspect``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import DATASETS
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add this package's verbs to the ``shine`` parser."""
+    p = subparsers.add_parser(
+        "build-negatives",
+        help="masked queries and hierarchical negatives as Parquet (a Prefect flow)",
+        description="Run the build-negatives flow: load -> pos -> dictionary -> masked -> negatives. "
+        "Rerunning into the same --out skips finished stages and resumes interrupted ones.",
+    )
+    p.add_argument("--dataset", choices=DATASETS, default="charades-cg", help="preset: masking ratios and default files")
+    p.add_argument("--input", action="append", dest="inputs", metavar="FILE",
+                   help="annotation file (Moment-DETR .jsonl or VISA .json); repeatable; default: the dataset's --split file")
+    p.add_argument("--split", default="train", help="split of the input queries (D is counted over train)")
+    p.add_argument("--out", required=True, help="run directory for the Parquet tables and manifest.json")
+    p.add_argument("--data-dir", help="folder of the public annotation files (default: $SHINE_DATA_DIR or ../shared/data)")
+    p.add_argument("--backend", help="negatives backend: random (offline) or an LLM backend")
+    p.add_argument("--model", help="backend model (random: uniform | count)")
+    p.add_argument("--config", dest="config_file", help="YAML file with config fields (see pipeline/config.py)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override applied last, e.g. --set mask.ratios=[0.2,0.4,0.6] --set backend.seed=3")
+    p.add_argument("--tag", help="qid tag for a VISA .json whose file name does not tell it")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    p.set_defaults(func=_build_negatives)
+
+    q = subparsers.add_parser(
+        "inspect",
+        help="look at a run: original / masked / negative per level",
+        description="Show original, masked and negative queries of a build-negatives run.",
+    )
+    q.add_argument("path", help="run directory (the --out of build-negatives)")
+    q.add_argument("--qid", action="append", help="only these qids (repeatable)")
+    q.add_argument("--level", action="append", type=int, help="only these levels (repeatable)")
+    validity = q.add_mutually_exclusive_group()
+    validity.add_argument("--valid", dest="valid", action="store_const", const=True, help="only valid negatives")
+    validity.add_argument("--invalid", dest="valid", action="store_const", const=False, help="only invalid negatives")
+    q.add_argument("--sample", type=int, default=10, help="number of queries to show (0: all)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    q.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+    q.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+    q.set_defaults(func=_inspect)
+
+
+def _build_negatives(args: argparse.Namespace) -> int:
+    from pipeline.flow import build_negatives, resolve_config
+    from shine.configs import parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    # a bad setting fails here, before Prefect starts, with one readable line
+    resolve_config(args.dataset, args.config_file, overrides)
+    summary = build_negatives(
+        out=args.out,
+        dataset=args.dataset,
+        inputs=args.inputs,
+        split=args.split,
+        data_dir=args.data_dir,
+        backend=args.backend,
+        model=args.model,
+        config_file=args.config_file,
+        overrides=overrides,
+        tag=args.tag,
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    print(f"build-negatives finished in {summary['seconds']:.1f} s -> {summary['out']}")
+    for name, rep in summary["stages"].items():
+        print(f"  {name:<11} {rep['status']:<8} {rep['rows']:>8} rows  {rep['seconds']:>8.2f} s  {summary['tables'][name]}")
+    print(f"  windows clipped to the duration: {summary['clipped_windows']}")
+    print(f"  manifest: {Path(summary['out']) / 'manifest.json'}")
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from pipeline.summary import filter_view, level_stats, load_view, view_html, view_markdown
+
+    view = load_view(args.path)
+    shown = filter_view(view, args.qid, args.level, args.valid, args.sample or None, args.seed)
+    if args.html:
+        Path(args.html).write_text(view_html(shown, f"SHINE negatives: {args.path}"), encoding="utf-8")
+        print(f"wrote {args.html}", file=sys.stderr)
+    if args.format == "markdown":
+        print(view_markdown(shown))
+    elif args.format == "csv":
+        shown.to_csv(sys.stdout, index=False)
+    elif args.format == "json":
+        print(shown.to_json(orient="records", indent=2))
+    else:
+        _print_rich(shown, level_stats(view))
+    return 0
+
+
+def _print_rich(view: Any, stats: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(120, Console().width))
+    table = Table(show_lines=True, title=f"{view['qid'].nunique()} queries, {len(view)} rows")
+    for col in ("qid", "lvl", "original", "masked", "negative", "valid"):
+        table.add_column(col, overflow="fold")
+    for row in view.itertuples(index=False):
+        valid = "[green]yes[/]" if row.valid else f"[red]no[/] {row.invalid_reasons}"
+        table.add_row(row.qid, str(row.level), row.original, row.masked_query.replace("[", "\\["), row.negative, valid)
+    console.print(table)
+    console.print(stats.to_string())

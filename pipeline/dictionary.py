@@ -1,0 +1,62 @@
+"""Stage 3, dictionary: the primitive dictionary D counted over the training split.
+
+D maps each word of the five primitive types (verb, noun, adj, prep, adv) to how often it occurs in the
+training queries. Negatives draw their replacement words from D, so a filled query never uses a word the
+training set lacks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+
+__all__ = ["DICTIONARY_POS", "build_dictionary", "vocabulary_by_primitive"]
+
+#: POS -> primitive type counted into D (pronouns are never dictionary words)
+DICTIONARY_POS: dict[str, str] = {
+    "VERB": "verb",
+    "NOUN": "noun",
+    "PROPN": "noun",
+    "ADJ": "adj",
+    "ADP": "prep",
+    "ADV": "adv",
+}
+
+PRIMITIVE_ORDER: tuple[str, ...] = ("verb", "noun", "adj", "prep", "adv")
+
+
+def _is_word(token: str) -> bool:
+    """Letters, optionally hyphenated ("t-shirt"); numbers and clitics like "'s" are no dictionary words."""
+    return token.replace("-", "").isalpha()
+
+
+def build_dictionary(
+    words: Iterable[Sequence[str]], pos: Iterable[Sequence[str]], min_count: int = 1
+) -> pd.DataFrame:
+    """Count lower-cased words per primitive over tagged queries.
+
+    Returns columns word, primitive, count, sorted by primitive (paper order), count descending, word.
+
+    >>> build_dictionary([["person", "opens", "the", "door"], ["a", "man", "opens", "it"]],
+    ...                  [["NOUN", "VERB", "DET", "NOUN"], ["DET", "NOUN", "VERB", "PRON"]]).values.tolist()
+    [['opens', 'verb', 2], ['door', 'noun', 1], ['man', 'noun', 1], ['person', 'noun', 1]]
+    """
+    counts: Counter[tuple[str, str]] = Counter()
+    for toks, tags in zip(words, pos):
+        counts.update((w.lower(), DICTIONARY_POS[p]) for w, p in zip(toks, tags) if p in DICTIONARY_POS and _is_word(w))
+    rows = [(w, prim, n) for (w, prim), n in counts.items() if n >= min_count]
+    df = pd.DataFrame(rows, columns=["word", "primitive", "count"])
+    rank = {p: i for i, p in enumerate(PRIMITIVE_ORDER)}
+    df["_rank"] = df["primitive"].map(rank)
+    df = df.sort_values(["_rank", "count", "word"], ascending=[True, False, True]).drop(columns="_rank")
+    return df.reset_index(drop=True).astype({"count": "int64"})
+
+
+def vocabulary_by_primitive(dictionary: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """Words of D grouped by primitive, each group in the dictionary's order."""
+    return {
+        prim: tuple(group["word"].tolist())
+        for prim, group in dictionary.groupby("primitive", sort=False)
+    }

