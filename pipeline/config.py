@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "LoadConfig",
     "PosConfig",
     "DictionaryConfig",
     "MaskConfig",
@@ -20,6 +21,16 @@ __all__ = [
 ]
 
 DATASETS: tuple[str, ...] = ("charades-cg", "anet-cg", "custom")
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """Reading annotation files."""
+
+    #: a query whose window is negative, inverted, empty or starts after the video: "error" stops the run
+    #: naming the line; "skip" drops the query and lists it in manifest.json (the public ActivityNet-CG
+    #: train file has 4 such windows, so its preset skips)
+    invalid_windows: Literal["error", "skip"] = "error"
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,7 @@ class PipelineConfig:
     """Everything that decides the pipeline's outputs (and hence the stages' fingerprints)."""
 
     dataset: str = "charades-cg"
+    load: LoadConfig = LoadConfig()
     pos: PosConfig = PosConfig()
     dictionary: DictionaryConfig = DictionaryConfig()
     mask: MaskConfig = MaskConfig()
@@ -121,6 +133,6 @@ class PipelineConfig:
 #: per-dataset layers applied over the defaults (the paper's masking ratios)
 DATASET_PRESETS: dict[str, dict[str, Any]] = {
     "charades-cg": {"dataset": "charades-cg", "mask": {"ratios": [0.25, 0.5, 0.75]}},
-    "anet-cg": {"dataset": "anet-cg", "mask": {"ratios": [0.1, 0.3, 0.5]}},
+    "anet-cg": {"dataset": "anet-cg", "mask": {"ratios": [0.1, 0.3, 0.5]}, "load": {"invalid_windows": "skip"}},
     "custom": {"dataset": "custom"},
 }

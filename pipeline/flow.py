@@ -31,9 +31,9 @@ _TASK_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
 @task(name="load", **_TASK_OPTS)
-def load_task(state: RunState, inputs: list[steps.InputSpec]) -> StageReport:
+def load_task(state: RunState, inputs: list[steps.InputSpec], cfg: PipelineConfig) -> StageReport:
     """Annotation files -> queries.parquet."""
-    return steps.load_step(state, inputs)
+    return steps.load_step(state, inputs, cfg.load)
 
 
 @task(name="pos", **_TASK_OPTS)
@@ -119,7 +119,7 @@ def build_negatives(
     state = RunState(out_dir)
 
     reports = [
-        load_task(state, specs),
+        load_task(state, specs, cfg),
         pos_task(state, cfg),
         dictionary_task(state, cfg),
         masked_task(state, cfg),
@@ -133,6 +133,7 @@ def build_negatives(
         "config": to_dict(cfg),
         "inputs": reports[0].details.get("inputs", []),
         "clipped_windows": reports[0].details.get("clipped_windows", 0),
+        "skipped_queries": reports[0].details.get("skipped_queries", []),
         "stages": {r.stage: r.as_dict() for r in reports},
         "rows": {r.stage: r.rows for r in reports},
         "backend_stats": reports[-1].details.get("backend_stats", {}),

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import DataError
 
-__all__ = ["LoadResult", "load_annotations", "load_jsonl", "load_visa_json", "VISA_TAGS"]
+__all__ = ["WindowError", "LoadResult", "load_annotations", "load_jsonl", "load_visa_json", "VISA_TAGS"]
 
 #: qid tag of each original VISA split file (qid = f"{vid}_{tag}_{i}", see shared/data/README.md)
 VISA_TAGS: dict[str, str] = {
@@ -28,14 +28,20 @@ VISA_TAGS: dict[str, str] = {
 
 @dataclass
 class LoadResult:
-    """Rows ready for ``queries.parquet`` plus what was clipped."""
+    """Rows ready for ``queries.parquet`` plus what was clipped or skipped."""
 
     rows: list[dict[str, Any]]
     clipped_windows: int
     path: Path
+    #: queries dropped under ``invalid_windows="skip"``: {"qid", "where", "reason"}
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+class WindowError(DataError):
+    """A window that cannot be right (negative, inverted, empty, after the video's end)."""
 
 
 def _check_number(value: Any, what: str, where: str) -> float:
@@ -56,11 +62,11 @@ def _clean_windows(windows: Any, duration: float, where: str) -> tuple[list[list
         start = _check_number(w[0], "window start", where)
         end = _check_number(w[1], "window end", where)
         if start < 0 or end < 0:
-            raise DataError(f"{where}: negative window {[start, end]}; times are seconds from the video start")
+            raise WindowError(f"{where}: negative window {[start, end]}; times are seconds from the video start")
         if end <= start:
-            raise DataError(f"{where}: inverted or empty window {[start, end]}; expected start < end")
+            raise WindowError(f"{where}: inverted or empty window {[start, end]}; expected start < end")
         if start >= duration:
-            raise DataError(
+            raise WindowError(
                 f"{where}: window {[start, end]} starts at or after the video's duration {duration}; "
                 "fix the duration or drop the query"
             )
@@ -97,9 +103,10 @@ def _make_row(
     return row, clipped
 
 
-def load_jsonl(path: Path, split: str) -> LoadResult:
+def load_jsonl(path: Path, split: str, invalid_windows: str = "error") -> LoadResult:
     """Read Moment-DETR JSONL (``qid, query, vid, duration, relevant_windows``), one query per line."""
     rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
     seen: dict[str, int] = {}
     clipped = 0
     with open(path, encoding="utf-8") as fh:
@@ -116,18 +123,24 @@ def load_jsonl(path: Path, split: str) -> LoadResult:
             missing = [k for k in ("qid", "query", "vid", "duration", "relevant_windows") if k not in obj]
             if missing:
                 raise DataError(f"{where}: missing field(s) {missing}; Moment-DETR JSONL needs qid, query, vid, duration, relevant_windows")
-            row, n = _make_row(
-                obj["qid"], obj["query"], obj["vid"], obj["duration"], obj["relevant_windows"], split, path, lineno, where
-            )
+            try:
+                row, n = _make_row(
+                    obj["qid"], obj["query"], obj["vid"], obj["duration"], obj["relevant_windows"], split, path, lineno, where
+                )
+            except WindowError as exc:
+                if invalid_windows != "skip":
+                    raise
+                skipped.append({"qid": str(obj["qid"]), "where": where, "reason": str(exc)})
+                continue
             if row["qid"] in seen:
                 raise DataError(f"{where}: duplicate qid {row['qid']!r} (first on line {seen[row['qid']]}); qids must be unique")
             seen[row["qid"]] = lineno
             clipped += n
             rows.append(row)
-    return LoadResult(rows, clipped, path)
+    return LoadResult(rows, clipped, path, skipped)
 
 
-def load_visa_json(path: Path, split: str, tag: str | None = None) -> LoadResult:
+def load_visa_json(path: Path, split: str, tag: str | None = None, invalid_windows: str = "error") -> LoadResult:
     """Read an original VISA split file ``{vid: {duration, timestamps, sentences}}``.
 
     qids are ``f"{vid}_{tag}_{i}"``; ``tag`` defaults to the one of the file name (train.json -> train, ...).
@@ -145,6 +158,7 @@ def load_visa_json(path: Path, split: str, tag: str | None = None) -> LoadResult
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected an object keyed by video id, got {type(data).__name__}")
     rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
     clipped = 0
     for vid, entry in data.items():
         where = f"{path} (vid {vid})"
@@ -154,14 +168,24 @@ def load_visa_json(path: Path, split: str, tag: str | None = None) -> LoadResult
         if not isinstance(sentences, list) or not isinstance(stamps, list) or len(sentences) != len(stamps):
             raise DataError(f"{where}: sentences and timestamps must be lists of the same length")
         for i, (sentence, window) in enumerate(zip(sentences, stamps)):
-            row, n = _make_row(f"{vid}_{tag}_{i}", sentence, vid, entry["duration"], [window], split, path, 0, where)
+            try:
+                row, n = _make_row(f"{vid}_{tag}_{i}", sentence, vid, entry["duration"], [window], split, path, 0, where)
+            except WindowError as exc:
+                if invalid_windows != "skip":
+                    raise
+                skipped.append({"qid": f"{vid}_{tag}_{i}", "where": where, "reason": str(exc)})
+                continue
             clipped += n
             rows.append(row)
-    return LoadResult(rows, clipped, path)
+    return LoadResult(rows, clipped, path, skipped)
 
 
-def load_annotations(path: str | Path, split: str, tag: str | None = None) -> LoadResult:
-    """Load one annotation file, choosing the reader by extension (``.jsonl`` or ``.json``)."""
+def load_annotations(path: str | Path, split: str, tag: str | None = None, invalid_windows: str = "error") -> LoadResult:
+    """Load one annotation file, choosing the reader by extension (``.jsonl`` or ``.json``).
+
+    ``invalid_windows="skip"`` drops queries with impossible windows (listed in ``LoadResult.skipped``)
+    instead of stopping at the first one.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(
@@ -169,9 +193,9 @@ def load_annotations(path: str | Path, split: str, tag: str | None = None) -> Lo
             "--data-dir / SHINE_DATA_DIR to the folder holding the data set"
         )
     if path.suffix == ".jsonl":
-        result = load_jsonl(path, split)
+        result = load_jsonl(path, split, invalid_windows)
     elif path.suffix == ".json":
-        result = load_visa_json(path, split, tag)
+        result = load_visa_json(path, split, tag, invalid_windows)
     else:
         raise DataError(f"{path}: unknown annotation format {path.suffix!r}; expected .jsonl (Moment-DETR) or .json (VISA)")
     if not result.rows:

@@ -18,7 +18,7 @@ import pyarrow as pa
 from pipeline import tables
 from pipeline.backends.base import FillRequest, MaskedLevel, fill_all
 from pipeline.backends.registry import make_backend
-from pipeline.config import BackendConfig, DictionaryConfig, MaskConfig, PosConfig
+from pipeline.config import BackendConfig, DictionaryConfig, LoadConfig, MaskConfig, PosConfig
 from pipeline.dictionary import build_dictionary
 from pipeline.errors import DataError
 from pipeline.load import load_annotations
@@ -49,22 +49,28 @@ def _table(out: Path, name: str) -> Path:
     return out / TABLE_FILES[name]
 
 
-def load_step(state: RunState, inputs: list[InputSpec]) -> StageReport:
+def load_step(state: RunState, inputs: list[InputSpec], cfg: LoadConfig | None = None) -> StageReport:
     """Stage 1: annotation files -> queries.parquet (inputs with sha256 and clipped windows in ``details``)."""
+    cfg = cfg or LoadConfig()
     out = _table(state.out, "queries")
     for spec in inputs:
         if not Path(spec.path).is_file():
             load_annotations(spec.path, spec.split, spec.tag)  # raises the clear missing-file error
     facts = [{"path": str(s.path), "split": s.split, "sha256": tables.sha256_file(s.path)} for s in inputs]
-    fp = fingerprint("queries", {"v": STAGE_VERSIONS["queries"], "inputs": facts, "tags": [s.tag for s in inputs]})
+    fp = fingerprint(
+        "queries",
+        {"v": STAGE_VERSIONS["queries"], "inputs": facts, "tags": [s.tag for s in inputs], "cfg": to_dict(cfg)},
+    )
     done = state.finished("queries", fp, out)
     if done is not None:
         return done
     rows: list[dict[str, Any]] = []
     clipped = 0
+    skipped: list[dict[str, str]] = []
     seen: dict[str, str] = {}
     for spec in inputs:
-        result = load_annotations(spec.path, spec.split, spec.tag)
+        result = load_annotations(spec.path, spec.split, spec.tag, cfg.invalid_windows)
+        skipped.extend(result.skipped)
         for row in result.rows:
             if row["qid"] in seen:
                 raise DataError(f"{spec.path}: qid {row['qid']!r} also appears in {seen[row['qid']]}; qids must be unique")
@@ -72,7 +78,7 @@ def load_step(state: RunState, inputs: list[InputSpec]) -> StageReport:
         rows.extend(result.rows)
         clipped += result.clipped_windows
     columns = {name: [r[name] for r in rows] for name in tables.QUERIES.names}
-    details = {"inputs": facts, "clipped_windows": clipped}
+    details = {"inputs": facts, "clipped_windows": clipped, "skipped_queries": skipped}
     return run_whole(state, "queries", fp, lambda: _arrow(columns, tables.QUERIES), out, details)
 
 
