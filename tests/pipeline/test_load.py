@@ -60,3 +60,21 @@ def test_unknown_extension(tmp_path: Path) -> None:
     path.write_text("x")
     with pytest.raises(DataError, match=r"expected \.jsonl \(Moment-DETR\) or \.json \(VISA\)"):
         load_annotations(path, "train")
+
+
+def test_skip_policy_drops_and_lists_impossible_windows(tmp_path: Path) -> None:
+    rows = [GOOD, {**GOOD, "qid": "q2", "relevant_windows": [[61.29, 60.71]]}, {**GOOD, "qid": "q3"}]
+    path = write_jsonl(tmp_path / "a.jsonl", rows)
+    result = load_annotations(path, "train", invalid_windows="skip")
+    assert [r["qid"] for r in result.rows] == ["v1_train_0", "q3"]
+    assert [s["qid"] for s in result.skipped] == ["q2"]
+    assert "inverted or empty window" in result.skipped[0]["reason"]
+
+
+def test_public_anet_train_loads_under_its_preset(shared_data: Path) -> None:
+    from pipeline.config import DATASET_PRESETS, PipelineConfig
+    from shine.configs import layered
+
+    cfg = layered(PipelineConfig(), DATASET_PRESETS["anet-cg"])
+    result = load_annotations(shared_data / "activitynet_cg/anet_cg_train.jsonl", "train", invalid_windows=cfg.load.invalid_windows)
+    assert len(result.skipped) == 4 and len(result) == 36724 - 4
