@@ -34,7 +34,9 @@ def tag_queries(
     """
     cols: dict[str, list[Any]] = {name: [] for name in POS_COLUMNS}
     docs: Iterable = nlp.pipe(texts, batch_size=batch_size, n_process=n_process)
-    for qid, doc in zip(qids, docs):
+    # iterate the docs, not zip(): a multi-process pipe must be drained or its workers end in error
+    for i, doc in enumerate(docs):
+        qid = qids[i]
         toks = [t for t in doc if not t.is_space]
         cols["qid"].append(qid)
         cols["tokens"].append([t.text for t in toks])
