@@ -1,0 +1,176 @@
+"""One model call with everything around it: replay of paid answers, budget, limiter, retries, ledger.
+
+Order matters for "no row billed twice": an answer's ``ok`` record (with its text) is fsync'd to the ledger as
+soon as it arrives, and a resumed run replays it from there; the validated result then goes to the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import BudgetExceededError, FatalBackendError, TransientBackendError
+from pipeline.llm.pricing import cost_usd
+from pipeline.llm.provider import Reply, RowError
+
+if TYPE_CHECKING:
+    from pipeline.llm.runner import LLMBackend, Unit
+
+__all__ = ["CallResult", "Caller"]
+
+
+@dataclass
+class CallResult:
+    """A reply, or the reason there is none after every retry."""
+
+    reply: Reply | None
+    reason: str = ""
+    attempts: int = 0
+    latency_s: float = 0.0
+    replayed: bool = False
+
+
+def _kind(exc: Exception) -> str:
+    status = getattr(exc, "status", None)
+    if status is not None:
+        return f"http_{status}"
+    return str(getattr(exc, "kind", type(exc).__name__))
+
+
+class Caller:
+    """Sends calls for one backend; counts what happened in ``counters`` (reported by ``stats()``)."""
+
+    def __init__(self, backend: LLMBackend) -> None:
+        self.b = backend
+        self.counters: Counter[str] = Counter()
+        self.spent_usd = 0.0
+        self.sent = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self._reserved_usd = 0.0
+        self.stop_error: Exception | None = None
+
+    # --- accounting
+    def record(self, unit: Unit, call: str, status: str, attempt: int, ask: int, billed: bool,
+               reply: Reply | None = None, latency: float = 0.0, cost: float = 0.0, **extra: Any) -> None:
+        """Append one attempt to the ledger (fsync'd when it was billed)."""
+        rec: dict[str, Any] = {
+            "ts": round(time.time(), 3), "qid": unit.req.qid, "unit": unit.uid, "call": call,
+            "backend": self.b.name, "model": self.b.model, "status": status, "attempt": attempt, "ask": ask,
+            "billed": billed, "prompt_tokens": reply.prompt_tokens if reply else 0,
+            "completion_tokens": reply.completion_tokens if reply else 0, "cost_usd": round(cost, 8),
+            "latency_s": round(latency, 4), "cache_hit": False, **extra,
+        }
+        if reply is not None and status == "ok":
+            rec["reply"], rec["finish"], rec["reply_model"] = reply.text, reply.finish, reply.model
+        self.b.ledger.append(rec, sync=billed)
+        self.counters[status] += 1
+
+    def bill(self, reply: Reply) -> float:
+        """Count a paid reply's tokens and dollars; return its cost."""
+        cost = cost_usd(self.b.info, reply.prompt_tokens, reply.completion_tokens, self.b.cfg.batch.enabled)
+        self.spent_usd += cost
+        self.prompt_tokens += reply.prompt_tokens
+        self.completion_tokens += reply.completion_tokens
+        self.counters["billed"] += 1
+        return cost
+
+    def check_budget(self, est_in: int, est_out: int) -> float:
+        """Raise BudgetExceededError before a call that could pass the run's budget; return its estimated cost."""
+        if self.stop_error is not None:
+            raise self.stop_error
+        budget = self.b.cfg.budget
+        prior = self.b.prior
+        if budget.max_requests and prior.billed_requests + self.sent >= budget.max_requests:
+            self.stop_error = BudgetExceededError(
+                f"request budget of {budget.max_requests} spent ({prior.billed_requests} before this run, "
+                f"{self.sent} now); finished rows are kept, raise backend.options.budget.max_requests to go on")
+            raise self.stop_error
+        est = cost_usd(self.b.info, est_in, est_out, self.b.cfg.batch.enabled)
+        spent = prior.spent_usd + self.spent_usd + self._reserved_usd
+        if budget.max_usd and spent + est > budget.max_usd:
+            self.stop_error = BudgetExceededError(
+                f"dollar budget of ${budget.max_usd:.4f} would be passed (${spent:.4f} spent or in flight, "
+                f"next call ~${est:.5f}); finished rows are kept, raise backend.options.budget.max_usd to go on")
+            raise self.stop_error
+        return est
+
+    # --- the call
+    def replayed(self, call: str) -> Reply | None:
+        """An answer this run already paid for (read from the ledger on start)."""
+        rec = self.b.prior.replies.get(call)
+        if rec is None:
+            return None
+        self.counters["replayed"] += 1
+        return Reply(rec.get("reply", ""), rec.get("finish", "stop"), int(rec.get("prompt_tokens", 0)),
+                     int(rec.get("completion_tokens", 0)), {}, rec.get("reply_model", ""))
+
+    async def call(self, unit: Unit, call: str, body: dict[str, Any], est_in: int, ask: int) -> CallResult:
+        """Send ``body`` (retrying transient failures) and return the complete reply or why there is none."""
+        old = self.replayed(call)
+        if old is not None:
+            return CallResult(old, attempts=0, replayed=True)
+        if self.b.batch is not None:
+            return await self.b.batch.call(unit, call, body, est_in, ask)
+        retry = self.b.cfg.retry
+        est_out = self.b.cfg.max_tokens
+        reason, latency = "", 0.0
+        attempt = limited = 0
+        while attempt <= retry.max_retries:
+            self.check_budget(est_in, est_out)  # fail fast before queueing for the limiter
+            wait: float | None = None
+            est_cost = 0.0
+            try:
+                async with self.b.limiter.reserve(est_in, est_out) as slot:
+                    # checked again with no await before the send: concurrent callers cannot overshoot together
+                    est_cost = self.check_budget(est_in, est_out)
+                    self._reserved_usd += est_cost
+                    self.sent += 1
+                    t0 = time.perf_counter()
+                    try:
+                        reply = await self.b.provider.send(body)
+                    except TransientBackendError as exc:
+                        latency += time.perf_counter() - t0
+                        slot.settle(0, 0)
+                        reason, wait = str(exc), exc.retry_after
+                        self.record(unit, call, _kind(exc), attempt + limited, ask, False, latency=latency,
+                                    error=reason[:300])
+                        if wait is not None:
+                            self.b.limiter.pause(wait)
+                        if getattr(exc, "status", None) == 429 and limited < retry.max_rate_limit_retries:
+                            limited += 1
+                            attempt -= 1  # the limiter waits it out; it does not use up a retry
+                        self.b.limiter.observe(getattr(exc, "headers", {}))
+                        reply = None
+                    except RowError as exc:
+                        slot.settle(0, 0)
+                        self.record(unit, call, _kind(exc), attempt, ask, False, error=str(exc)[:300])
+                        return CallResult(None, f"the provider rejected the request: {exc}", attempt + 1, latency)
+                    except FatalBackendError as exc:
+                        self.record(unit, call, _kind(exc), attempt, ask, False, error=str(exc)[:300])
+                        self.stop_error = exc
+                        raise
+                    else:
+                        latency += time.perf_counter() - t0
+                        slot.settle(reply.prompt_tokens, reply.completion_tokens)
+            finally:
+                self._reserved_usd -= est_cost
+            if reply is not None:
+                self.b.limiter.observe(reply.headers)
+                cost = self.bill(reply)
+                if reply.finish == "stop":
+                    self.record(unit, call, "ok", attempt + limited, ask, True, reply, latency, cost)
+                    return CallResult(reply, attempts=attempt + limited + 1, latency_s=latency)
+                self.record(unit, call, reply.finish, attempt + limited, ask, True, reply, latency, cost)
+                if reply.finish == "refusal":
+                    return CallResult(None, "the model refused to answer", attempt + limited + 1, latency)
+                reason = f"the reply was cut ({reply.finish}) at max_tokens={self.b.cfg.max_tokens}"
+            if attempt < retry.max_retries and wait is None:
+                await asyncio.sleep(min(retry.backoff_max, retry.backoff_base * 2**attempt) * random.random())
+            attempt += 1
+        return CallResult(None, f"gave up after {retry.max_retries + limited + 1} attempts: {reason}",
+                          retry.max_retries + limited + 1, latency)

@@ -1,0 +1,128 @@
+"""The part of a backend that differs per provider: build the request body, send it through the SDK, parse.
+
+Everything else (limits, retries, cache, ledger, validation, budget) is the runner's. A provider translates its
+SDK's exceptions at this one boundary: ``TransientBackendError`` (retried), ``FatalBackendError`` (stops the run)
+or ``RowError`` (this request can never succeed; the row is kept invalid with the reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.errors import BackendError, FatalBackendError, TransientBackendError
+from pipeline.llm.config import LLMConfig
+from pipeline.llm.limiter import retry_after_seconds
+
+__all__ = ["Reply", "RowError", "Provider", "BatchLine", "status_error"]
+
+
+@dataclass
+class Reply:
+    """One completed call. ``finish``: stop | length | refusal | other."""
+
+    text: str
+    finish: str
+    prompt_tokens: int
+    completion_tokens: int
+    headers: dict[str, str] = field(default_factory=dict)
+    model: str = ""
+
+
+@dataclass
+class BatchLine:
+    """One line of a finished batch: a reply, or the error that kept it from one (``expired`` included)."""
+
+    custom_id: str
+    reply: Reply | None = None
+    error: str = ""
+
+
+class RowError(BackendError):
+    """The provider rejected this one request (400, 422, content policy): retrying cannot help."""
+
+
+def status_error(status: int, message: str, headers: Mapping[str, str]) -> BackendError:
+    """The pipeline error for an HTTP status (409/429/5xx transient; 401/403/404 fatal; other 4xx per row)."""
+    text = f"HTTP {status}: {message[:300]}"
+    if status in {408, 409, 429} or status >= 500:
+        err: BackendError = TransientBackendError(text, retry_after=retry_after_seconds(headers))
+    elif status in {401, 403, 404}:
+        err = FatalBackendError(text)
+    else:
+        err = RowError(text)
+    err.status = status  # type: ignore[attr-defined]
+    err.headers = dict(headers)  # type: ignore[attr-defined]
+    return err
+
+
+class Provider(ABC):
+    """Base of the four provider modules. Subclasses set ``name`` and implement the abstract methods."""
+
+    name: str = ""
+    #: whether calls go through a provider batch API in this configuration
+    supports_batch: bool = False
+
+    def __init__(self, cfg: LLMConfig, api_key: str | None) -> None:
+        self.cfg = cfg
+        self._api_key = api_key
+        self._client: Any = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:  # never show the key
+        return f"{type(self).__name__}(model={self.cfg.model_name!r}, base_url={self.cfg.base_url!r})"
+
+    def client(self) -> Any:
+        """The SDK client of the running event loop (a new loop gets a new client: pools are per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = self.make_client()
+            self._client_loop = loop
+        return self._client
+
+    @abstractmethod
+    def make_client(self) -> Any:
+        """A new async SDK client with SDK retries off (the runner retries) and the configured timeout."""
+
+    @abstractmethod
+    def build_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        """The full request body, every sampling parameter written out (it is hashed into the cache key)."""
+
+    @abstractmethod
+    async def send(self, body: dict[str, Any]) -> Reply:
+        """Send one body; raise the pipeline's errors, never the SDK's."""
+
+    async def aclose(self) -> None:
+        """Close the SDK client if it belongs to the running loop."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            if self._client_loop is asyncio.get_running_loop():
+                close = getattr(client, "close", None) or getattr(client, "aclose", None)
+                if close is not None:
+                    result = close()
+                    if asyncio.iscoroutine(result):
+                        await result
+        except Exception:  # noqa: BLE001 - closing a pool of a finished loop is best effort
+            pass
+
+    # batch APIs (OpenAI, Anthropic); the others keep the defaults
+    async def batch_submit(self, lines: dict[str, dict[str, Any]], metadata: dict[str, str]) -> str:
+        """Submit ``custom_id -> body``; return the batch id."""
+        raise NotImplementedError
+
+    async def batch_find(self, metadata: dict[str, str]) -> str | None:
+        """The id of a batch submitted earlier with ``metadata`` (recovers a kill between submit and record)."""
+        return None
+
+    async def batch_poll(self, batch_id: str) -> tuple[str, bool]:
+        """(status, finished) of a batch."""
+        raise NotImplementedError
+
+    async def batch_results(self, batch_id: str) -> list[BatchLine]:
+        """Every line of a finished batch; lines never processed come back with an ``expired`` error."""
+        raise NotImplementedError
