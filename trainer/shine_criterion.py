@@ -1,0 +1,241 @@
+"""SHINE on top of the DETR criterion: settings, the extra forward pass for negatives, and the criterion.
+
+Training objective (paper Eq. 5, supplementary Sec. 1.4)::
+
+    L = L_base + alpha * L_cr + beta * L_fr,   L_cr = L_intra + L_inter
+
+"L_intra replaces the base margin saliency loss": L_intra (the first constraint of L_cr, GT clips above the
+clips outside it) has the same goal as the base ``loss_saliency`` (sampled positive clip above a sampled
+negative clip by a margin), so with SHINE on the base margin term is dropped (``replace_saliency``) and L_intra
+is counted once, inside ``loss_coarse_rank``. QD-DETR's rank-contrastive and negative-pair terms stay, as in
+the official release (``use_saliency_loss=False``). Unlike the official criterion, the localisation terms
+(Hungarian matching, span L1, GIoU, foreground CE) are computed as usual.
+
+Model outputs read here (written by :func:`shine_forward`)::
+
+    "shine_scores" (B, N + 2, Lv)  saliency of each video against [positive, hn1..hnN, easy negative]
+    "shine_valid"  (B, N + 2) bool  False for a negative that must not be used (see ShineConfig)
+
+Loss keys: ``loss_coarse_rank`` (weight alpha) and ``loss_fine_rank`` (weight beta). In eval mode, outputs
+without ``shine_scores`` (a plain forward pass) skip the two terms; in training mode that is a DataError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from trainer.errors import ConfigError, DataError
+from trainer.losses import LossFn, SetCriterion, build_criterion
+from trainer.matcher import MatchIndices
+from trainer.model_config import LossConfig, MatcherConfig, ModelConfig
+from trainer.models.base import repeat_videos
+from trainer.shine_losses import coarse_rank_loss, fine_rank_loss
+
+__all__ = ["ShineConfig", "ShineCriterion", "build_shine_criterion", "shine_forward"]
+
+
+def _check(ok: bool, where: str, expected: str, value: object) -> None:
+    if not ok:
+        raise ConfigError(f"{where}: expected {expected}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ShineConfig:
+    """SHINE's switches; defaults are the paper's. Each ablation switch changes only the loss it names.
+
+    ``margins`` m_0..m_3 of L_fr: one value for all constraints, or at least ``levels + 1`` values (the first
+    ``levels + 1`` are used). ``levels``: hard negatives used, hn1..hn{levels}; the chain always ends with the
+    easy negative. ``fine_terms``: 1-based constraints of L_fr to keep (paper Tab. 4); empty keeps all.
+    ``invalid_negatives``: what the data side does with a negative whose generation failed (``valid=false``
+    in negatives.parquet): ``skip`` drops that sample's ranking constraints that involve it;
+    ``random_fallback`` substitutes the random backend's negative for it (then skips if none exists).
+    ``hn_text_features``: the text store holding variants hn1..hn3 (empty: ``data.text_features``); pointing
+    it at a store built from the random backend or an LLM backend is the paper's Tab. 5 ablation.
+    """
+
+    enabled: bool = False
+    alpha: float = 1.0  # weight of L_cr
+    beta: float = 1.0  # weight of L_fr
+    h1: float = 1.0  # L_intra margin
+    h2: float = 2.0  # L_inter margin
+    q: int = 8  # top-k = max(1, floor(T+ / q))
+    margins: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)
+    ranking: Literal["red", "abd"] = "red"  # relative (paper) or absolute (supplementary Eq. 1)
+    levels: int = 3  # hard negatives used, 1..3
+    use_coarse: bool = True
+    use_fine: bool = True
+    use_intra: bool = True  # L_intra inside L_cr
+    use_inter: bool = True  # L_inter inside L_cr
+    fine_terms: tuple[int, ...] = ()
+    replace_saliency: bool = True  # drop the base margin saliency loss (L_intra replaces it)
+    invalid_negatives: Literal["skip", "random_fallback"] = "skip"
+    easy_negative: Literal["batch_roll"] = "batch_roll"  # the next sample's query (official)
+    hn_text_features: str = ""
+
+    def __post_init__(self) -> None:
+        w = "shine"
+        for name in ("alpha", "beta", "h1", "h2"):
+            value = getattr(self, name)
+            _check(isinstance(value, (int, float)) and value >= 0, f"{w}.{name}", "a number >= 0", value)
+        _check(isinstance(self.q, int) and self.q >= 1, f"{w}.q", "an integer >= 1", self.q)
+        _check(isinstance(self.levels, int) and 1 <= self.levels <= 3, f"{w}.levels", "1, 2 or 3", self.levels)
+        _check(len(self.margins) == 1 or len(self.margins) >= self.levels + 1, f"{w}.margins",
+               f"1 or at least levels + 1 = {self.levels + 1} values", self.margins)
+        _check(all(m >= 0 for m in self.margins), f"{w}.margins", "values >= 0", self.margins)
+        _check(self.ranking in ("red", "abd"), f"{w}.ranking", "'red' or 'abd'", self.ranking)
+        _check(not self.use_coarse or self.use_intra or self.use_inter, f"{w}.use_intra/use_inter",
+               "at least one on while use_coarse is on", (self.use_intra, self.use_inter))
+        _check(all(isinstance(t, int) and 1 <= t <= self.levels + 1 for t in self.fine_terms)
+               and len(set(self.fine_terms)) == len(self.fine_terms), f"{w}.fine_terms",
+               f"distinct constraint numbers in 1..{self.levels + 1}", self.fine_terms)
+        _check(self.invalid_negatives in ("skip", "random_fallback"), f"{w}.invalid_negatives",
+               "'skip' or 'random_fallback'", self.invalid_negatives)
+        _check(self.easy_negative == "batch_roll", f"{w}.easy_negative", "'batch_roll'", self.easy_negative)
+
+    def term_switches(self) -> tuple[bool, ...] | None:
+        """Per-constraint switches of L_fr for ``levels`` (None: all on)."""
+        if not self.fine_terms:
+            return None
+        return tuple(i + 1 in self.fine_terms for i in range(self.levels + 1))
+
+
+class ShineCriterion(SetCriterion):
+    """:class:`SetCriterion` plus ``loss_coarse_rank`` and ``loss_fine_rank``; ``shine`` holds their settings."""
+
+    def __init__(self, *args: object, shine: ShineConfig = ShineConfig(enabled=True), **kwargs: object) -> None:
+        self.shine = shine
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def loss_fns(self) -> dict[str, LossFn]:
+        return {**super().loss_fns(), "coarse_rank": self.loss_coarse_rank, "fine_rank": self.loss_fine_rank}
+
+    def _shine_inputs(self, outputs: Mapping[str, object], targets: Mapping[str, Tensor], loss: str
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        if "shine_scores" not in outputs:
+            if not self.training:
+                return None
+            raise DataError(f"loss {loss!r} needs outputs['shine_scores'] (B, N + 2, Lv); run the model through "
+                            "trainer.shine_criterion.shine_forward with the hard negatives' text features")
+        scores: Tensor = outputs["shine_scores"]  # type: ignore[assignment]
+        gt = targets.get("saliency_all_labels")
+        if gt is None:
+            raise DataError(f"loss {loss!r} needs targets['saliency_all_labels']; got keys {sorted(targets)}")
+        mask: Tensor = outputs["video_mask"]  # type: ignore[assignment]
+        valid = outputs.get("shine_valid")
+        if valid is None:
+            valid = torch.ones(scores.shape[:2], dtype=torch.bool, device=scores.device)
+        return scores, gt, mask, valid  # type: ignore[return-value]
+
+    def loss_coarse_rank(self, outputs: Mapping[str, object], targets: Mapping[str, Tensor], indices: MatchIndices
+                         ) -> dict[str, Tensor]:
+        """L_cr on outputs["shine_scores"][:, 0] (positive) and [:, -1] (easy negative); see shine_losses."""
+        got = self._shine_inputs(outputs, targets, "coarse_rank")
+        if got is None:
+            return {}
+        scores, gt, mask, valid = got
+        s = self.shine
+        return {"loss_coarse_rank": coarse_rank_loss(scores[:, 0], scores[:, -1], gt, mask, s.h1, s.h2, s.q,
+                                                     valid_neg=valid[:, -1], use_intra=s.use_intra,
+                                                     use_inter=s.use_inter)}
+
+    def loss_fine_rank(self, outputs: Mapping[str, object], targets: Mapping[str, Tensor], indices: MatchIndices
+                       ) -> dict[str, Tensor]:
+        """L_fr over [positive, hn1..hn{levels}, easy negative] taken from outputs["shine_scores"]."""
+        got = self._shine_inputs(outputs, targets, "fine_rank")
+        if got is None:
+            return {}
+        scores, gt, mask, valid = got
+        s = self.shine
+        if scores.shape[1] < s.levels + 2:
+            raise DataError(f"shine.levels={s.levels} needs {s.levels + 2} scored queries per video, got "
+                            f"outputs['shine_scores'] of shape {tuple(scores.shape)}")
+        pick = [0, *range(1, s.levels + 1), scores.shape[1] - 1]
+        return {"loss_fine_rank": fine_rank_loss(scores[:, pick], gt, mask, s.margins, s.ranking, valid[:, pick],
+                                                 s.term_switches())}
+
+
+def build_shine_criterion(model_cfg: ModelConfig, loss_cfg: LossConfig, matcher_cfg: MatcherConfig,
+                          shine_cfg: ShineConfig) -> SetCriterion:
+    """The base criterion when SHINE is off; otherwise the same terms with SHINE's two added (weights alpha,
+    beta) and, with ``replace_saliency``, without the base margin saliency term."""
+    base = build_criterion(model_cfg, loss_cfg, matcher_cfg)
+    if not shine_cfg.enabled:
+        return base
+    losses = [n for n in base.losses if not (shine_cfg.replace_saliency and n == "saliency")]
+    weights = {k: v for k, v in base.weight_dict.items() if not (shine_cfg.replace_saliency and k == "loss_saliency")}
+    if shine_cfg.use_coarse:
+        losses.append("coarse_rank")
+        weights["loss_coarse_rank"] = shine_cfg.alpha
+    if shine_cfg.use_fine:
+        losses.append("fine_rank")
+        weights["loss_fine_rank"] = shine_cfg.beta
+    return ShineCriterion(base.matcher, weights, losses, eos_coef=base.eos_coef,
+                          saliency_margin=base.saliency_margin, rank_contrastive_tau=base.rank_contrastive_tau,
+                          rank_contrastive_levels=base.rank_contrastive_levels, aux_loss=base.aux_loss,
+                          shine=shine_cfg)
+
+
+def _pad_tokens(x: Tensor, length: int) -> Tensor:
+    """Zero-pad dim -2 (tokens) of (..., Lt, D) or dim -1 of a mask (..., Lt) handled by the caller."""
+    return x if x.shape[-2] == length else F.pad(x, (0, 0, 0, length - x.shape[-2]))
+
+
+def shine_forward(model: nn.Module, src_txt: Tensor, src_txt_mask: Tensor, src_vid: Tensor, src_vid_mask: Tensor,
+                  neg_txt: Tensor, neg_txt_mask: Tensor, neg_valid: Tensor | None = None) -> dict[str, object]:
+    """The model's normal forward plus ``shine_scores`` (B, N + 2, Lv) and ``shine_valid`` (B, N + 2).
+
+    neg_txt (B, N, Ln, Dt), neg_txt_mask (B, N, Ln): hard negatives hn1..hnN (N = 0..3; pass only the levels
+    the loss uses). neg_valid: optional (B, N) bool from the data side. Order of the scores:
+    [positive, hn1..hnN, easy negative], the easy negative being the next sample's query (``roll(-1)``).
+
+    Extra compute: one encoder-only pass over B*N (video, negative) pairs (B*(N+1) for Moment-DETR and for
+    QD-DETR without negative pairs, whose easy negative is not already scored). The positive's scores are the
+    forward pass's ``saliency_scores``; QD-DETR's ``saliency_scores_neg`` (the same rolled query) is the easy
+    negative. The video projection of the forward pass (and its input-dropout mask) is reused for every
+    negative, as the official model does, so all queries see the same dropped-out video.
+    """
+    if neg_txt.dim() != 4 or neg_txt_mask.shape != neg_txt.shape[:3]:
+        raise ValueError(f"Expected neg_txt (B, N, Ln, Dt) and neg_txt_mask (B, N, Ln), got "
+                         f"{tuple(neg_txt.shape)} and {tuple(neg_txt_mask.shape)}")
+    b, n = neg_txt.shape[:2]
+    if b != src_txt.shape[0]:
+        raise ValueError(f"Expected {src_txt.shape[0]} samples of negatives, got {b}")
+    captured: list[Tensor] = []
+    handle = model.input_vid_proj.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    try:
+        outputs = model(src_txt, src_txt_mask, src_vid, src_vid_mask)
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise RuntimeError(f"Expected the model to project the video once, saw {len(captured)} projections")
+    vid = captured[0]
+    easy = outputs.get("saliency_scores_neg")
+    txt, txt_mask = neg_txt, neg_txt_mask
+    if easy is None:  # Moment-DETR, or QD-DETR without negative pairs: score the rolled query in the same pass
+        length = max(neg_txt.shape[2], src_txt.shape[1])
+        txt = torch.cat([_pad_tokens(neg_txt, length), _pad_tokens(src_txt.roll(-1, dims=0), length)[:, None]], 1)
+        txt_mask = torch.cat([F.pad(neg_txt_mask, (0, length - neg_txt_mask.shape[2])),
+                              F.pad(src_txt_mask.roll(-1, dims=0), (0, length - src_txt_mask.shape[1]))[:, None]], 1)
+    k = txt.shape[1]
+    extra = src_vid.new_zeros(b, 0, src_vid.shape[1])
+    if k > 0:
+        lt, dt = txt.shape[2:]
+        vid_k, vid_mask_k = repeat_videos(vid, src_vid_mask, k)
+        proj = model.input_txt_proj(txt.reshape(b * k, lt, dt))
+        extra = model._saliency(proj, txt_mask.reshape(b * k, lt), vid_k, vid_mask_k).view(b, k, -1)
+    pos = outputs["saliency_scores"]
+    parts = [pos[:, None], extra] if easy is None else [pos[:, None], extra, easy[:, None]]
+    outputs["shine_scores"] = torch.cat([p.to(pos.dtype) for p in parts], dim=1)
+    valid = torch.ones(b, n + 2, dtype=torch.bool, device=pos.device)
+    if neg_valid is not None:
+        valid[:, 1:n + 1] = neg_valid.bool()
+    if b == 1:  # the rolled query is the positive itself
+        valid[:, -1] = False
+    outputs["shine_valid"] = valid
+    return outputs
