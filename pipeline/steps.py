@@ -24,7 +24,7 @@ from pipeline.errors import DataError
 from pipeline.load import load_annotations
 from pipeline.masking import MaskRule
 from pipeline.nlp import load_nlp, model_info
-from pipeline.pos import tag_queries
+from pipeline.pos import DocStream, tag_docs
 from pipeline.stages import RunState, StageReport, fingerprint, run_chunked, run_whole
 from shine.configs import to_dict
 
@@ -100,10 +100,10 @@ def pos_step(state: RunState, cfg: PosConfig, on_chunk: Callable[[int], None] | 
         return done
     queries = tables.read_table(_table(state.out, "queries"), tables.QUERIES, columns=["qid", "query"])
     qids, texts = queries["qid"].tolist(), queries["query"].tolist()
+    stream = DocStream(nlp, texts, cfg.batch_size, cfg.n_process)
 
     def compute(start: int, stop: int) -> pa.Table:
-        cols = tag_queries(nlp, qids[start:stop], texts[start:stop], cfg.batch_size, cfg.n_process)
-        return _arrow(cols, tables.POS)
+        return _arrow(tag_docs(qids[start:stop], stream.take(start, stop)), tables.POS)
 
     return run_chunked(state, "pos", fp, len(qids), cfg.chunk_size, compute, out, on_chunk=on_chunk)
 
