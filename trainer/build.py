@@ -1,0 +1,180 @@
+"""Builders: device, seeding, data sets, loaders, model, criterion and optimiser from a :class:`TrainConfig`.
+
+Nothing here iterates over data; the runner composes these and the engine loops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from trainer.config import DataConfig, TrainConfig
+from trainer.data import (
+    AnnotationSet,
+    Collator,
+    GroundingDataset,
+    VideoFeatureReader,
+    build_text_features,
+    check_features_exist,
+    load_annotations,
+    split_by_video,
+)
+from trainer.errors import ConfigError, DataError
+from trainer.losses import SetCriterion, build_criterion
+from trainer.models import build_model
+
+__all__ = [
+    "resolve_device",
+    "seed_everything",
+    "DataBundle",
+    "build_readers",
+    "build_data",
+    "load_split",
+    "make_loader",
+    "with_feature_dims",
+    "build_model_and_criterion",
+    "build_optimizer",
+]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; an explicit cuda request without CUDA is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"optim.device={name!r} but CUDA is not available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool = True, device: torch.device | None = None) -> None:
+    """Seed python, numpy and torch; on CUDA optionally ask for deterministic kernels (warn-only).
+
+    The CPU kernels the models use are deterministic already, and the switch costs seconds of imports
+    (torch._inductor), so it is only flipped for CUDA.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic and device is not None and device.type == "cuda":
+        # cuBLAS reads this at its first call
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+@dataclass
+class DataBundle:
+    """Data sets of one run: ``train``, ``val`` (carved from train) and every test split."""
+
+    train: GroundingDataset
+    val: GroundingDataset
+    tests: dict[str, GroundingDataset]
+    sources: dict[str, str]
+    clipped_windows: dict[str, int]
+
+
+def build_readers(data: DataConfig) -> tuple[VideoFeatureReader, object]:
+    """Video and text feature readers for ``data``."""
+    if not data.video_feature_dirs:
+        raise ConfigError("data.video_feature_dirs is empty; point it at your video feature directory or HDF5 file")
+    if not data.text_features:
+        raise ConfigError("data.text_features is empty; point it at the text feature directory or store")
+    video = VideoFeatureReader(
+        [data.path(p) for p in data.video_feature_dirs],
+        data.video_format,
+        normalize=data.normalize_video,
+        max_len=data.max_v_l,
+        hdf5_key=data.hdf5_key,
+    )
+    text = build_text_features(
+        data.text_feature_source, data.path(data.text_features), max_len=data.max_q_l, normalize=data.normalize_text
+    )
+    return video, text
+
+
+def _dataset(anns: AnnotationSet, video: VideoFeatureReader, text: object, data: DataConfig, split: str
+             ) -> GroundingDataset:
+    check_features_exist(anns, video, text, split=split)  # type: ignore[arg-type]
+    return GroundingDataset(anns, video, text, clip_len=data.clip_len, use_tef=data.use_tef,  # type: ignore[arg-type]
+                            max_windows=data.max_windows)
+
+
+def load_split(data: DataConfig, path: str, split: str, *, require_windows: bool = True) -> GroundingDataset:
+    """One annotation file as a data set (used by ``evaluate`` / ``predict`` on arbitrary files)."""
+    video, text = build_readers(data)
+    anns = load_annotations(data.path(path), strict=data.strict_windows, require_windows=require_windows)
+    return _dataset(anns, video, text, data, split)
+
+
+def build_data(data: DataConfig) -> DataBundle:
+    """Load train (split into train/val by video) and every test split, checking features exist up front."""
+    if not data.train:
+        raise ConfigError("data.train is empty; set it to the training annotation JSONL")
+    train_path = data.path(data.train)
+    for name, path in data.test.items():
+        if data.path(path).resolve() == train_path.resolve():
+            raise ConfigError(f"data.test[{name!r}] is the training file {train_path}")
+    video, text = build_readers(data)
+    full = load_annotations(train_path, strict=data.strict_windows)
+    train_anns, val_anns = split_by_video(full, data.val_fraction, data.split_seed)
+    tests = {name: load_annotations(data.path(p), strict=data.strict_windows) for name, p in data.test.items()}
+    return DataBundle(
+        train=_dataset(train_anns, video, text, data, "train"),
+        val=_dataset(val_anns, video, text, data, "val"),
+        tests={name: _dataset(a, video, text, data, name) for name, a in tests.items()},
+        sources={"train": str(train_path), **{name: str(data.path(p)) for name, p in data.test.items()}},
+        clipped_windows={"train": full.clipped_windows, **{n: a.clipped_windows for n, a in tests.items()}},
+    )
+
+
+def make_loader(dataset: GroundingDataset, cfg: TrainConfig, *, train: bool, epoch: int = 0,
+                device: torch.device | None = None) -> DataLoader:
+    """A loader whose order depends only on (seed, epoch), so resuming at an epoch boundary replays it."""
+    collator = Collator(cfg.data.clip_len, cfg.data.saliency_pairs, seed=cfg.optim.seed)
+    collator.set_epoch(epoch)
+    generator = torch.Generator().manual_seed(cfg.optim.seed * 100_003 + epoch)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.optim.batch_size if train else cfg.optim.eval_batch_size,
+        shuffle=train,
+        generator=generator,
+        num_workers=cfg.optim.num_workers,
+        collate_fn=collator,
+        pin_memory=device is not None and device.type == "cuda",
+        drop_last=False,
+    )
+
+
+def with_feature_dims(cfg: TrainConfig, dataset: GroundingDataset) -> TrainConfig:
+    """``cfg`` with ``model.txt_dim`` / ``model.vid_dim`` taken from the data (TEF columns included)."""
+    if len(dataset) == 0:
+        raise DataError("the training split is empty")
+    item = dataset[0]
+    model = dataclasses.replace(cfg.model, txt_dim=int(item.text.shape[1]), vid_dim=int(item.video.shape[1]))
+    if cfg.model.use_txt_pos and cfg.data.max_q_l > cfg.model.max_q_l:
+        raise ConfigError(f"data.max_q_l={cfg.data.max_q_l} exceeds model.max_q_l={cfg.model.max_q_l} (text positions)")
+    return dataclasses.replace(cfg, model=model)
+
+
+def build_model_and_criterion(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, SetCriterion]:
+    """Model and criterion on ``device``."""
+    model = build_model(cfg.model).to(device)
+    criterion = build_criterion(cfg.model, cfg.loss, cfg.matcher).to(device)
+    return model, criterion
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.StepLR, torch.amp.GradScaler | None]:
+    """AdamW + StepLR (Moment-DETR), and a GradScaler when AMP runs (CUDA only)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.optim.lr_drop, gamma=cfg.optim.lr_gamma)
+    scaler = torch.amp.GradScaler("cuda") if cfg.optim.amp and device.type == "cuda" else None
+    return optimizer, scheduler, scaler

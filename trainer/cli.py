@@ -1,0 +1,202 @@
+"""``shine train | evaluate | predict | make-synthetic``: the trainer's verbs.
+
+Every config field is also an option (``--optim.lr 2e-4``, ``--data.test '{a: a.jsonl}'``), generated from the
+dataclasses with the help taken from each field's comment, so there is no second schema; ``--set key=value``
+does the same. Values are parsed as YAML. torch is imported only when a verb runs, so ``shine --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import sys
+import typing
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register", "config_options"]
+
+_SECTIONS = ("data", "model", "matcher", "loss", "optim")
+_TOP_LEVEL = ("progress", "plot_queries")
+_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*?=[^#]*#\s*(.+?)\s*$")
+
+
+@cache
+def _field_comments(cls: type) -> dict[str, str]:
+    """Trailing ``# comment`` of each field in the class source: the help text of its option."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    return {m.group(1): m.group(2) for line in source.splitlines() if (m := _COMMENT.match(line))}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return "{" + ",".join(str(a) for a in typing.get_args(tp)) + "}"
+    if origin is tuple:
+        return "LIST"
+    if origin is dict or tp is dict:
+        return "MAP"
+    return {bool: "{true,false}", int: "INT", float: "FLOAT", str: "STR"}.get(tp, "VALUE")
+
+
+def config_options(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--section.field`` option per field of :class:`TrainConfig` (and its top-level knobs)."""
+    from trainer.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = TrainConfig()
+    for section in _SECTIONS:
+        cls = hints[section]
+        group = parser.add_argument_group(f"{section} ({cls.__name__}; defaults before presets)")
+        comments = _field_comments(cls)
+        sub_hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = getattr(getattr(defaults, section), f.name)
+            help_text = comments.get(f.name, "")
+            group.add_argument(f"--{section}.{f.name}", dest=f"cfg:{section}.{f.name}",
+                               metavar=_type_name(sub_hints[f.name]),
+                               help=f"{help_text} [{default!r}]".strip().replace("%", "%%"))
+    top = parser.add_argument_group("run")
+    top_comments = _field_comments(TrainConfig)
+    for name in _TOP_LEVEL:
+        top.add_argument(f"--{name}", dest=f"cfg:{name}", metavar=_type_name(hints[name]),
+                         help=f"{top_comments.get(name, '')} [{getattr(defaults, name)!r}]".replace("%", "%%"))
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """``--section.field`` options and ``--set`` items as ``key=value`` strings (``--set`` wins)."""
+    options = vars(args).items()
+    items = [f"{dest[4:]}={value}" for dest, value in options if dest.startswith("cfg:") and value is not None]
+    return items + list(args.set or [])
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from shine.configs import parse_overrides
+    from trainer.checkpoint import load_checkpoint
+    from trainer.config import config_from_dict, load_config
+    from trainer.runner import train
+
+    overrides = _overrides(args)
+    if args.out:
+        overrides.append(f"out_dir={args.out}")
+    if args.resume and not (args.preset or args.config):
+        # continue with the run's own config; options given now (e.g. more epochs) apply on top
+        out_dir = args.out or "artifacts/train"
+        saved = load_checkpoint(Path(out_dir) / "checkpoints" / "last.pt")["config"]
+        from trainer.runner import _deep_update
+
+        cfg = config_from_dict(_deep_update(saved, parse_overrides(overrides)))
+    else:
+        cfg = load_config(args.preset, args.config, overrides)
+    result = train(cfg, resume=args.resume)
+    print((result.out_dir / "metrics.md").read_text(encoding="utf-8"))
+    print(f"run directory: {result.out_dir} (best epoch {result.best['epoch']}, {result.global_step} steps)")
+    return 0
+
+
+def _parse_splits(items: list[str] | None) -> dict[str, str]:
+    from trainer.errors import ConfigError
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--split {item!r} must look like NAME=FILE.jsonl")
+        name, path = item.split("=", 1)
+        out[name.strip()] = path.strip()
+    return out
+
+
+def _checkpoint_path(args: argparse.Namespace) -> Path:
+    path = Path(args.checkpoint)
+    return path / "checkpoints" / "best.pt" if path.is_dir() else path
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from shine.configs import parse_overrides
+    from trainer.runner import evaluate_checkpoint
+
+    ckpt = _checkpoint_path(args)
+    default = ckpt.parent.parent / "eval" if ckpt.parent.name == "checkpoints" else ckpt.parent / f"{ckpt.stem}_eval"
+    out = Path(args.out) if args.out else default
+    evaluate_checkpoint(ckpt, out, splits=_parse_splits(args.split), overrides=parse_overrides(args.set or []))
+    print((out / "metrics.md").read_text(encoding="utf-8"))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from shine.configs import parse_overrides
+    from trainer.runner import predict_checkpoint
+
+    overrides = parse_overrides(args.set or [])
+    path = predict_checkpoint(_checkpoint_path(args), args.annotations, args.out, overrides=overrides)
+    print(f"predictions: {path}")
+    return 0
+
+
+def _cmd_make_synthetic(args: argparse.Namespace) -> int:
+    from trainer.synthetic import make_synthetic
+
+    meta = make_synthetic(args.out, seed=args.seed, size=args.size, text_format=args.text_format,
+                          overwrite=args.overwrite)
+    counts = ", ".join(f"{k} {v}" for k, v in meta["queries"].items())
+    print(f"synthetic data set in {args.out}: {counts} queries")
+    for split, levels in meta["chance"].items():
+        rw, bp = levels["random_window"], levels["best_prior"]
+        print(f"  chance {split}: R1@0.5 random window {rw['R1@0.5']:.2f}, best fixed prior {bp['R1@0.5']:.2f}")
+    print(f"train on it: shine train --preset synthetic --set data.root={args.out}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the trainer's verbs to the ``shine`` parser."""
+    from trainer.config import PRESETS
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser("train", help="train Moment-DETR / QD-DETR, select on val, evaluate on test splits",
+                              description="Train, select the best epoch on the validation split carved from train, "
+                              "evaluate it on every test split. Layers: preset < --config < options/--set.",
+                              formatter_class=fmt)
+    p.add_argument("--preset", choices=PRESETS, help="dataset preset (base < model < dataset YAML layers)")
+    p.add_argument("--config", metavar="YAML", help="YAML file with any subset of the config")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. optim.lr=2e-4 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue OUT/checkpoints/last.pt bit for bit")
+    p.add_argument("--out", metavar="DIR", help="run directory (= out_dir)")
+    config_options(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = subparsers.add_parser("evaluate", help="evaluate a checkpoint on test splits (metrics + predictions)")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a .pt file, or a run directory (uses best.pt)")
+    p.add_argument("--split", action="append", metavar="NAME=FILE",
+                   help="split to evaluate (repeatable; default: the config's test splits)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: RUN/eval)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override data/optim settings, e.g. data.root=DIR")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = subparsers.add_parser("predict", help="write Moment-DETR submission JSONL for an annotation file")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a .pt file, or a run directory (uses best.pt)")
+    p.add_argument("--annotations", required=True, metavar="JSONL", help="queries to ground (windows optional)")
+    p.add_argument("--out", required=True, metavar="JSONL", help="where to write the predictions")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override data/optim settings")
+    p.set_defaults(func=_cmd_predict)
+
+    p = subparsers.add_parser("make-synthetic", help="generate the synthetic compositional data set")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", choices=("small", "default"), default="default")
+    p.add_argument("--text-format", choices=("store", "official", "both"), default="store",
+                   help="text features as a text store, official {qid}.npz files, or both")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.set_defaults(func=_cmd_make_synthetic)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from shine.cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -1,0 +1,1 @@
+"""YAML layers of the training config (see trainer.config)."""

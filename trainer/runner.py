@@ -1,0 +1,245 @@
+"""The training run: build everything from a :class:`TrainConfig`, train with validation-based selection and
+early stopping, then evaluate the best checkpoint on every test split and write the run directory::
+
+    OUT/config.yaml                     the resolved config (feature dims filled in from the data)
+    OUT/checkpoints/last.pt, best.pt    last.pt every epoch (resume), best.pt on each validation improvement
+    OUT/train_log.jsonl                 one line per epoch: train losses, lr, validation metrics, timings
+    OUT/metrics.{md,csv,json}           one row per split (val first), with chance rows when known
+    OUT/predictions/{split}.jsonl       Moment-DETR submission format
+    OUT/plots/{split}_saliency.png      saliency curves of a few queries vs their ground truth
+    OUT/manifest.json                   config, inputs (sha256), versions, device, counts, timings
+
+Model selection and early stopping only ever look at the validation split carved from train.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from trainer.build import (
+    build_data,
+    build_model_and_criterion,
+    build_optimizer,
+    load_split,
+    make_loader,
+    resolve_device,
+    seed_everything,
+    with_feature_dims,
+)
+from trainer.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from trainer.config import TrainConfig, config_from_dict
+from trainer.data.dataset import GroundingDataset
+from trainer.engine import evaluate, predict, train_one_epoch
+from trainer.errors import ConfigError
+from trainer.metrics import MomentMetrics
+from trainer.plots import plot_saliency_curves
+from trainer.report import (
+    package_versions,
+    read_chance,
+    sha256_file,
+    write_json,
+    write_metrics_tables,
+    write_predictions,
+    write_text,
+)
+
+__all__ = ["RunResult", "train", "evaluate_checkpoint", "predict_checkpoint"]
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced; ``metrics`` maps split -> metric -> value (percent)."""
+
+    out_dir: Path
+    global_step: int
+    epochs_run: int
+    best: dict[str, Any]
+    stopped_early: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def _valid_metrics() -> list[str]:
+    return [k for k in MomentMetrics().compute() if k != "n_queries"]
+
+
+def _eval_split(model: torch.nn.Module, ds: GroundingDataset, cfg: TrainConfig, device: torch.device, name: str,
+                out: Path, *, criterion: torch.nn.Module | None = None) -> dict[str, float]:
+    res = evaluate(model, make_loader(ds, cfg, train=False, device=device), device, clip_len=cfg.data.clip_len,
+                   round_to_clip=cfg.data.eval_round, criterion=criterion, amp=cfg.optim.amp,
+                   progress=cfg.progress, desc=f"eval {name}")
+    write_predictions(out / "predictions" / f"{name}.jsonl", res.predictions)
+    if cfg.plot_queries > 0:
+        plot_saliency_curves(res.predictions, ds.annotations, cfg.data.clip_len, out / "plots" / f"{name}_saliency.png",
+                             n=cfg.plot_queries, title=f"{cfg.data.name} {name}")
+    return res.metrics
+
+
+def _runtime(cfg: TrainConfig) -> torch.device:
+    """Device, CPU threads and seeds of a run."""
+    device = resolve_device(cfg.optim.device)
+    if cfg.optim.num_threads:
+        torch.set_num_threads(cfg.optim.num_threads)
+    seed_everything(cfg.optim.seed, cfg.optim.deterministic, device)
+    return device
+
+
+def _dump_config(cfg: TrainConfig, out: Path) -> None:
+    write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def train(cfg: TrainConfig, *, resume: bool = False) -> RunResult:
+    """Train (or, with ``resume``, continue from ``OUT/checkpoints/last.pt``) and evaluate; see module docstring."""
+    if cfg.optim.select_metric not in _valid_metrics():
+        raise ConfigError(f"optim.select_metric: expected one of {_valid_metrics()}, got {cfg.optim.select_metric!r}")
+    out = Path(cfg.out_dir)
+    last_path, best_path = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
+    if not resume and last_path.exists():
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    device = _runtime(cfg)
+    amp = cfg.optim.amp and device.type == "cuda"
+    data = build_data(cfg.data)
+    cfg = with_feature_dims(cfg, data.train)
+    state = load_checkpoint(last_path) if resume else None
+    if state is not None and config_from_dict(state["config"]).model != cfg.model:
+        raise ConfigError(f"cannot resume {last_path}: its model config differs from this one; keep model.* unchanged")
+    model, criterion = build_model_and_criterion(cfg, device)
+    optimizer, scheduler, scaler = build_optimizer(model, cfg, device)
+    start_epoch, global_step, history = 0, 0, []
+    best: dict[str, Any] = {"metric": cfg.optim.select_metric, "value": None, "epoch": None, "bad_epochs": 0}
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, global_step = int(state["epoch"]) + 1, int(state["global_step"])
+        history, best = list(state["history"]), dict(state["best"])
+        restore_rng_state(state["rng"])
+    _dump_config(cfg, out)
+    timings["setup_s"] = time.perf_counter() - t_start
+    stopped_early = bool(cfg.optim.patience and best["bad_epochs"] >= cfg.optim.patience)
+    t_train = time.perf_counter()
+    for epoch in range(start_epoch, cfg.optim.epochs):
+        if stopped_early:
+            break
+        t0 = time.perf_counter()
+        logs = train_one_epoch(model, criterion, make_loader(data.train, cfg, train=True, epoch=epoch, device=device),
+                               optimizer, device, epoch=epoch, scaler=scaler, amp=amp,
+                               grad_clip=cfg.optim.grad_clip, progress=cfg.progress)
+        global_step += int(logs.pop("steps"))
+        entry: dict[str, Any] = {"epoch": epoch, "global_step": global_step, "lr": optimizer.param_groups[0]["lr"],
+                                 "train": logs, "train_s": round(time.perf_counter() - t0, 3)}
+        scheduler.step()
+        if (epoch + 1) % cfg.optim.eval_every == 0 or epoch == cfg.optim.epochs - 1:
+            t1 = time.perf_counter()
+            val = evaluate(model, make_loader(data.val, cfg, train=False, device=device), device,
+                           clip_len=cfg.data.clip_len, round_to_clip=cfg.data.eval_round, criterion=criterion,
+                           amp=amp, progress=cfg.progress, desc=f"val epoch {epoch}", keep_predictions=False)
+            value = val.metrics[cfg.optim.select_metric]
+            entry.update(val=val.metrics, val_loss=val.losses.get("loss"), val_s=round(time.perf_counter() - t1, 3))
+            if best["value"] is None or value > best["value"]:
+                best.update(value=value, epoch=epoch, bad_epochs=0)
+                save_checkpoint(best_path, {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch,
+                                            "global_step": global_step, "best": dict(best), "val": val.metrics})
+            else:
+                best["bad_epochs"] += 1
+        history.append(entry)
+        save_checkpoint(last_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch,
+            "global_step": global_step, "rng": capture_rng_state(), "config": cfg.to_dict(), "best": dict(best),
+            "history": history,
+        })
+        write_text(out / "train_log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        stopped_early = bool(cfg.optim.patience and best["bad_epochs"] >= cfg.optim.patience)
+    timings["train_s"] = time.perf_counter() - t_train
+
+    t_eval = time.perf_counter()
+    final = load_checkpoint(best_path if best_path.exists() else last_path, map_location=device)
+    model.load_state_dict(final["model"])
+    metrics = {"val": _eval_split(model, data.val, cfg, device, "val", out)}
+    for name, ds in data.tests.items():
+        metrics[name] = _eval_split(model, ds, cfg, device, name, out)
+    chance = {name: c for name in data.tests if (c := read_chance(data.sources[name]))}
+    write_metrics_tables(out, metrics, chance, title=f"{cfg.data.name} / {cfg.model.arch} (best epoch {best['epoch']})")
+    timings["eval_s"] = time.perf_counter() - t_eval
+    timings["total_s"] = time.perf_counter() - t_start
+    write_json(out / "manifest.json", {
+        "kind": "train",
+        "config": cfg.to_dict(),
+        "inputs": {name: {"path": p, "sha256": sha256_file(p)} for name, p in data.sources.items()},
+        "queries": {"train": len(data.train), "val": len(data.val), **{n: len(d) for n, d in data.tests.items()}},
+        "clipped_windows": data.clipped_windows,
+        "device": str(device), "amp": amp, "versions": package_versions(),
+        "resumed": resume, "global_step": global_step, "epochs_run": len(history), "best": best,
+        "stopped_early": stopped_early, "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "chance": chance,
+    })
+    return RunResult(out_dir=out, global_step=global_step, epochs_run=len(history), best=best,
+                     stopped_early=stopped_early, history=history, metrics=metrics)
+
+
+def _from_checkpoint(checkpoint: str | Path, overrides: dict[str, Any] | None) -> tuple[TrainConfig, dict[str, Any]]:
+    state = load_checkpoint(checkpoint)
+    cfg_dict = state["config"]
+    cfg = config_from_dict(cfg_dict)
+    if overrides:
+        cfg = config_from_dict(_deep_update(cfg.to_dict(), overrides))
+        if cfg.model != config_from_dict(cfg_dict).model:
+            raise ConfigError("model.* cannot be overridden when loading a checkpoint")
+    return cfg, state
+
+
+def _deep_update(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in upd.items():
+        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def evaluate_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, splits: dict[str, str] | None = None,
+                        overrides: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
+    """Evaluate a checkpoint on ``splits`` (name -> JSONL; default: the config's test splits)."""
+    cfg, state = _from_checkpoint(checkpoint, overrides)
+    device = _runtime(cfg)
+    model, _ = build_model_and_criterion(cfg, device)
+    model.load_state_dict(state["model"])
+    out = Path(out_dir)
+    splits = splits or dict(cfg.data.test)
+    if not splits:
+        raise ConfigError("nothing to evaluate: pass --split NAME=FILE or set data.test")
+    metrics, chance = {}, {}
+    for name, path in splits.items():
+        ds = load_split(cfg.data, path, name)
+        metrics[name] = _eval_split(model, ds, cfg, device, name, out)
+        if c := read_chance(cfg.data.path(path)):
+            chance[name] = c
+    write_metrics_tables(out, metrics, chance, title=f"{cfg.data.name} / {cfg.model.arch} ({Path(checkpoint).name})")
+    write_json(out / "manifest.json", {"kind": "evaluate", "checkpoint": str(checkpoint), "config": cfg.to_dict(),
+                                       "splits": splits, "device": str(device), "versions": package_versions()})
+    return metrics
+
+
+def predict_checkpoint(checkpoint: str | Path, annotations: str | Path, out_path: str | Path, *,
+                       overrides: dict[str, Any] | None = None) -> Path:
+    """Predictions (submission JSONL) of a checkpoint for every query of ``annotations`` (windows optional)."""
+    cfg, state = _from_checkpoint(checkpoint, overrides)
+    device = _runtime(cfg)
+    model, _ = build_model_and_criterion(cfg, device)
+    model.load_state_dict(state["model"])
+    ds = load_split(cfg.data, str(annotations), Path(annotations).stem, require_windows=False)
+    preds = predict(model, make_loader(ds, dataclasses.replace(cfg), train=False, device=device), device,
+                    clip_len=cfg.data.clip_len, round_to_clip=cfg.data.eval_round, amp=cfg.optim.amp,
+                    progress=cfg.progress)
+    return write_predictions(out_path, preds)
