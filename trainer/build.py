@@ -9,8 +9,11 @@ import dataclasses
 import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -27,7 +30,8 @@ from trainer.data import (
     split_by_video,
 )
 from trainer.errors import ConfigError, DataError
-from trainer.losses import SetCriterion, build_criterion
+from trainer.losses import SetCriterion
+from trainer.shine_criterion import ShineConfig, build_shine_criterion
 from trainer.models import build_model
 
 __all__ = [
@@ -99,11 +103,42 @@ def build_readers(data: DataConfig) -> tuple[VideoFeatureReader, object]:
     return video, text
 
 
-def _dataset(anns: AnnotationSet, video: VideoFeatureReader, text: object, data: DataConfig, split: str
-             ) -> GroundingDataset:
+def _dataset(anns: AnnotationSet, video: VideoFeatureReader, text: object, data: DataConfig, split: str,
+             **negatives: Any) -> GroundingDataset:
     check_features_exist(anns, video, text, split=split)  # type: ignore[arg-type]
     return GroundingDataset(anns, video, text, clip_len=data.clip_len, use_tef=data.use_tef,  # type: ignore[arg-type]
-                            max_windows=data.max_windows)
+                            max_windows=data.max_windows, **negatives)
+
+
+def _invalid_negatives(store: Path) -> frozenset[tuple[str, str]]:
+    """(qid, variant) pairs the pipeline marked invalid in the store's ``validity.parquet`` sidecar."""
+    sidecar = store / "validity.parquet"
+    if not sidecar.is_file():
+        return frozenset()
+    table = pq.read_table(sidecar, columns=["qid", "variant", "valid"]).to_pydict()
+    return frozenset((q, v) for q, v, ok in zip(table["qid"], table["variant"], table["valid"]) if not ok)
+
+
+def shine_negatives(data: DataConfig, shine: ShineConfig) -> dict[str, Any]:
+    """Keyword arguments that give the training set its hard negatives (empty when SHINE is off)."""
+    if not shine.enabled:
+        return {}
+
+    def source(path: str) -> Any:
+        return build_text_features(data.text_feature_source, data.path(path), max_len=data.max_q_l,
+                                   normalize=data.normalize_text)
+
+    primary = shine.hn_text_features or data.text_features
+    fallback = shine.fallback_text_features if shine.invalid_negatives == "random_fallback" else ""
+    if shine.invalid_negatives == "random_fallback" and not fallback:
+        raise ConfigError("shine.invalid_negatives=random_fallback needs shine.fallback_text_features "
+                          "(the text store of a --backend random run over the same queries)")
+    return {
+        "hn_text": source(primary),
+        "hn_fallback": source(fallback) if fallback else None,
+        "hn_levels": shine.levels,
+        "hn_invalid": _invalid_negatives(data.path(primary)),
+    }
 
 
 def load_split(data: DataConfig, path: str, split: str, *, require_windows: bool = True) -> GroundingDataset:
@@ -113,8 +148,11 @@ def load_split(data: DataConfig, path: str, split: str, *, require_windows: bool
     return _dataset(anns, video, text, data, split)
 
 
-def build_data(data: DataConfig) -> DataBundle:
-    """Load train (split into train/val by video) and every test split, checking features exist up front."""
+def build_data(data: DataConfig, shine: ShineConfig | None = None) -> DataBundle:
+    """Load train (split into train/val by video) and every test split, checking features exist up front.
+
+    With SHINE on, the training set also yields each query's hard negatives; validation and test never do.
+    """
     if not data.train:
         raise ConfigError("data.train is empty; set it to the training annotation JSONL")
     train_path = data.path(data.train)
@@ -126,7 +164,7 @@ def build_data(data: DataConfig) -> DataBundle:
     train_anns, val_anns = split_by_video(full, data.val_fraction, data.split_seed)
     tests = {name: load_annotations(data.path(p), strict=data.strict_windows) for name, p in data.test.items()}
     return DataBundle(
-        train=_dataset(train_anns, video, text, data, "train"),
+        train=_dataset(train_anns, video, text, data, "train", **shine_negatives(data, shine or ShineConfig())),
         val=_dataset(val_anns, video, text, data, "val"),
         tests={name: _dataset(a, video, text, data, name) for name, a in tests.items()},
         sources={"train": str(train_path), **{name: str(data.path(p)) for name, p in data.test.items()}},
@@ -166,7 +204,7 @@ def with_feature_dims(cfg: TrainConfig, dataset: GroundingDataset) -> TrainConfi
 def build_model_and_criterion(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, SetCriterion]:
     """Model and criterion on ``device``."""
     model = build_model(cfg.model).to(device)
-    criterion = build_criterion(cfg.model, cfg.loss, cfg.matcher).to(device)
+    criterion = build_shine_criterion(cfg.model, cfg.loss, cfg.matcher, cfg.shine).to(device)
     return model, criterion
 
 

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from shine.configs import ConfigValueError, layered, load_yaml, parse_overrides, to_dict
 from trainer.errors import ConfigError
 from trainer.model_config import LossConfig, MatcherConfig, ModelConfig
+from trainer.shine_config import ShineConfig
 
 __all__ = ["DataConfig", "OptimConfig", "TrainConfig", "PRESETS", "load_config", "preset_layers", "config_from_dict"]
 
@@ -140,6 +141,7 @@ class TrainConfig:
     matcher: MatcherConfig = MatcherConfig()
     loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()
+    shine: ShineConfig = ShineConfig()  # coarse-to-fine ranking with hard negatives (off = baseline)
     out_dir: str = "artifacts/train"  # run directory: checkpoints, metrics, predictions, manifest
     preset: str = ""  # the preset the config was built from (informative)
     progress: bool = True  # tqdm progress bars

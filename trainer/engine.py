@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from trainer.data.collate import Batch
 from trainer.errors import ConfigError, NonFiniteLossError
 from trainer.metrics import MomentMetrics, postprocess_spans
+from trainer.shine_criterion import shine_forward
 
 __all__ = ["EvalResult", "train_one_epoch", "evaluate", "predict", "total_loss"]
 
@@ -57,7 +58,10 @@ def total_loss(loss_dict: Mapping[str, Tensor], weight_dict: Mapping[str, float]
 def _forward(model: nn.Module, batch: Batch, amp: bool) -> dict[str, Any]:
     device_type = batch.inputs["src_vid"].device.type
     with torch.autocast(device_type=device_type, dtype=torch.float16, enabled=amp and device_type == "cuda"):
-        outputs = model(**batch.inputs)
+        if batch.negatives and model.training:  # SHINE: also score hn1..hnN and the easy negative
+            outputs = shine_forward(model, **batch.inputs, **batch.negatives)
+        else:
+            outputs = model(**batch.inputs)
     return _float32(outputs)
 
 

@@ -108,7 +108,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> RunResult:
     t_start = time.perf_counter()
     device = _runtime(cfg)
     amp = cfg.optim.amp and device.type == "cuda"
-    data = build_data(cfg.data)
+    data = build_data(cfg.data, cfg.shine)
     cfg = with_feature_dims(cfg, data.train)
     state = load_checkpoint(last_path) if resume else None
     if state is not None and config_from_dict(state["config"]).model != cfg.model:

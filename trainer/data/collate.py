@@ -46,6 +46,8 @@ class Batch:
     duration: torch.Tensor
     windows: torch.Tensor
     meta: list[dict] = field(default_factory=list)
+    # SHINE: neg_txt (B, N, Ln, Dt), neg_txt_mask (B, N, Ln), neg_valid (B, N) bool; empty without negatives
+    negatives: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.meta)
@@ -55,7 +57,7 @@ class Batch:
         move = lambda d: {k: v.to(device, non_blocking=non_blocking) for k, v in d.items()}  # noqa: E731
         return Batch(
             move(self.inputs), move(self.targets), self.span_norm.to(device), self.duration.to(device),
-            self.windows.to(device), self.meta,
+            self.windows.to(device), self.meta, move(self.negatives),
         )
 
 
@@ -140,6 +142,17 @@ class Collator:
         xx = windows / span_norm.view(-1, 1, 1)
         spans = torch.stack([(xx[..., 0] + xx[..., 1]) / 2, xx[..., 1] - xx[..., 0]], dim=-1) * win_mask.unsqueeze(-1)
 
+        negatives: dict[str, torch.Tensor] = {}
+        if items and items[0].neg_text is not None:
+            n = len(items[0].neg_text)
+            flat = [t for it in items for t in it.neg_text]  # type: ignore[union-attr]
+            neg_pad = pad_sequence(flat, batch_first=True)  # (B*N, Ln, D): one Ln for every negative
+            neg_len = torch.tensor([t.shape[0] for t in flat])
+            negatives = {
+                "neg_txt": neg_pad.view(len(items), n, *neg_pad.shape[1:]),
+                "neg_txt_mask": (torch.arange(neg_pad.shape[1])[None] < neg_len[:, None]).float().view(len(items), n, -1),
+                "neg_valid": torch.tensor([it.neg_valid for it in items], dtype=torch.bool),
+            }
         pos, neg, all_labels = saliency_labels(
             windows, win_mask, v_len, video.shape[1], self.clip_len, self.num_pairs,
             self._generator([it.qid for it in items]),
@@ -157,4 +170,5 @@ class Collator:
             duration=torch.tensor([it.duration for it in items], dtype=torch.float32),
             windows=windows,
             meta=[{"qid": it.qid, "vid": it.vid, "query": it.query, "duration": it.duration} for it in items],
+            negatives=negatives,
         )

@@ -41,6 +41,8 @@ class GroundingItem:
     video: torch.Tensor
     text: torch.Tensor
     windows: torch.Tensor
+    neg_text: list[torch.Tensor] | None = None  # SHINE: hn1..hnN token features (a (1, D) zero row if invalid)
+    neg_valid: list[bool] | None = None
 
 
 def temporal_endpoint_features(length: int) -> torch.Tensor:
@@ -106,12 +108,18 @@ class GroundingDataset(Dataset):
         clip_len: float,
         use_tef: bool = True,
         max_windows: int = 10,
+        hn_text: TextFeatureSource | None = None,
+        hn_fallback: TextFeatureSource | None = None,
+        hn_levels: int = 0,
+        hn_invalid: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
         if clip_len <= 0:
             raise DataError(f"clip_len must be > 0 seconds, got {clip_len}")
         self.annotations = list(annotations)
         self.video, self.text = video, text
         self.clip_len, self.use_tef, self.max_windows = float(clip_len), use_tef, max_windows
+        self.hn_text, self.hn_fallback, self.hn_levels = hn_text, hn_fallback, hn_levels
+        self.hn_invalid = hn_invalid
 
     def __len__(self) -> int:
         return len(self.annotations)
@@ -127,6 +135,26 @@ class GroundingDataset(Dataset):
         # first max_windows, not a random sample as in Moment-DETR: keeps items deterministic across workers
         windows = torch.tensor(ann.windows[: self.max_windows], dtype=torch.float32).reshape(-1, 2)
         windows = windows.clamp(0.0, span_norm)
+        neg_text: list[torch.Tensor] | None = None
+        neg_valid: list[bool] | None = None
+        if self.hn_text is not None and self.hn_levels > 0:
+            # shine.invalid_negatives: a negative the pipeline marked invalid (validity.parquet) or that is missing
+            # from the store comes from hn_fallback (the random backend's store) when set, else is marked invalid
+            neg_text, neg_valid = [], []
+            for level in range(1, self.hn_levels + 1):
+                feats = None
+                primary_ok = (ann.qid, f"hn{level}") not in self.hn_invalid
+                for source in (self.hn_text if primary_ok else None, self.hn_fallback):
+                    if source is None:
+                        continue
+                    try:
+                        feats = source.get(ann.qid, f"hn{level}")
+                        break
+                    except DataError:
+                        continue
+                neg_valid.append(feats is not None)
+                neg_text.append(torch.from_numpy(np.ascontiguousarray(feats)) if feats is not None
+                                else torch.zeros(1, text.shape[1]))
         return GroundingItem(
             qid=ann.qid,
             vid=ann.vid,
@@ -136,4 +164,6 @@ class GroundingDataset(Dataset):
             video=video,
             text=text,
             windows=windows,
+            neg_text=neg_text,
+            neg_valid=neg_valid,
         )
