@@ -19,7 +19,7 @@ from typing import Any
 
 __all__ = ["register", "config_options"]
 
-_SECTIONS = ("data", "model", "matcher", "loss", "optim")
+_SECTIONS = ("data", "model", "matcher", "loss", "optim", "shine")
 _TOP_LEVEL = ("progress", "plot_queries")
 _COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*?=[^#]*#\s*(.+?)\s*$")
 
