@@ -22,19 +22,12 @@ from dataclasses import dataclass
 
 from pipeline.backends.base import MaskedLevel, detokenize
 from pipeline.config import MaskConfig
+from pipeline.dictionary import DICTIONARY_POS
 
 __all__ = ["PRIMITIVE_OF_POS", "MaskRule", "level_counts", "mask_query"]
 
-#: primitive type of a maskable POS; subject pronouns are filled like nouns
-PRIMITIVE_OF_POS: dict[str, str] = {
-    "VERB": "verb",
-    "NOUN": "noun",
-    "PROPN": "noun",
-    "ADJ": "adj",
-    "ADP": "prep",
-    "ADV": "adv",
-    "PRON": "noun",
-}
+#: primitive type of a maskable POS: D's mapping, with subject pronouns filled like nouns
+PRIMITIVE_OF_POS: dict[str, str] = {**DICTIONARY_POS, "PRON": "noun"}
 
 
 def level_counts(p: int, ratios: Sequence[float], small_p: int = 3) -> list[int]:

@@ -168,21 +168,10 @@ def run_chunked(
     table = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
     if table is None:
         raise ValueError(f"{stage}: nothing to compute (0 items)")
-    rows = write_arrow(table, output)
-    report = StageReport(
-        stage=stage,
-        status="ran",
-        rows=rows,
-        seconds=round(time.perf_counter() - t0, 3),
-        fingerprint=fp,
-        output=output.name,
-        output_sha256=sha256_file(output),
-        chunks_total=len(chunks),
-        chunks_reused=reused,
-        chunks_computed=computed,
-        details=details() if details is not None else {},
+    report = _record(
+        state, stage, fp, table, output, t0, details() if details is not None else {},
+        chunks_total=len(chunks), chunks_reused=reused, chunks_computed=computed,
     )
-    state.record(report)
     shutil.rmtree(cdir, ignore_errors=True)
     return report
 
@@ -197,7 +186,15 @@ def run_whole(
 ) -> StageReport:
     """Compute a small stage in one go (no chunks) and record it."""
     t0 = time.perf_counter()
-    rows = write_arrow(compute(), output)
+    return _record(state, stage, fp, compute(), output, t0, dict(details or {}), chunks_computed=1)
+
+
+def _record(
+    state: RunState, stage: str, fp: str, table: pa.Table, output: Path, t0: float, details: dict[str, Any],
+    **chunks: int,
+) -> StageReport:
+    """Write the stage's table atomically, then its state (a crash in between only costs a rerun)."""
+    rows = write_arrow(table, output)
     report = StageReport(
         stage=stage,
         status="ran",
@@ -206,8 +203,8 @@ def run_whole(
         fingerprint=fp,
         output=output.name,
         output_sha256=sha256_file(output),
-        chunks_computed=1,
-        details=dict(details or {}),
+        details=details,
+        **chunks,
     )
     state.record(report)
     return report
