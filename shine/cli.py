@@ -18,7 +18,7 @@ from shine.configs import ConfigValueError
 __all__ = ["main", "build_parser"]
 
 #: modules exposing ``register(subparsers)``; each adds its own verbs with ``set_defaults(func=...)``
-COMMAND_MODULES: tuple[str, ...] = ("pipeline.cli", "pipeline.text_cli", "pipeline.llm.cli", "trainer.cli")
+COMMAND_MODULES: tuple[str, ...] = ("pipeline.cli", "pipeline.text_cli", "pipeline.llm.cli", "trainer.cli", "shine.serve")
 
 #: the two base errors (plus config errors) printed as ``TypeName: message``; anything else is a bug
 _BASE_ERRORS: tuple[tuple[str, str], ...] = (
