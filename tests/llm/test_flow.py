@@ -35,10 +35,11 @@ def test_build_negatives_kill_9_and_resume(server, shared_data, tmp_path):
     env = {**os.environ, **SECRETS, "PYTHONPATH": str(ROOT)}
     server.latency_s = 0.05
     ledger = out / "ledger.jsonl"
+    # own process group: kill -9 takes the run and the ephemeral Prefect server it started, leaving no orphan
     proc = subprocess.Popen(_cli(server.url, inp, out, cache), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     _wait_for(lambda: _ok_count(ledger) >= 8 or proc.poll() is not None, timeout=90)
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = {r["qid"] for r in read_ledger(ledger)[0] if r["status"] == "ok"}
     assert 8 <= len(done_before) < 40
