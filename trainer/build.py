@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from trainer.config import DataConfig, TrainConfig
 from trainer.data import (
@@ -173,15 +173,25 @@ def build_data(data: DataConfig, shine: ShineConfig | None = None) -> DataBundle
 
 
 def make_loader(dataset: GroundingDataset, cfg: TrainConfig, *, train: bool, epoch: int = 0,
-                device: torch.device | None = None) -> DataLoader:
-    """A loader whose order depends only on (seed, epoch), so resuming at an epoch boundary replays it."""
+                device: torch.device | None = None, shard: tuple[int, int] | None = None) -> DataLoader:
+    """A loader whose order depends only on (seed, epoch), so resuming at an epoch boundary replays it.
+
+    ``shard=(rank, world_size)`` (DDP training): a seeded ``DistributedSampler`` gives this rank its share of a
+    (seed, epoch) shuffle, padded so every rank runs the same number of steps.
+    """
     collator = Collator(cfg.data.clip_len, cfg.data.saliency_pairs, seed=cfg.optim.seed)
     collator.set_epoch(epoch)
     generator = torch.Generator().manual_seed(cfg.optim.seed * 100_003 + epoch)
+    sampler = None
+    if shard is not None and shard[1] > 1:
+        sampler = DistributedSampler(dataset, num_replicas=shard[1], rank=shard[0], shuffle=train,
+                                     seed=cfg.optim.seed, drop_last=False)
+        sampler.set_epoch(epoch)
     return DataLoader(
         dataset,
         batch_size=cfg.optim.batch_size if train else cfg.optim.eval_batch_size,
-        shuffle=train,
+        shuffle=train and sampler is None,
+        sampler=sampler,
         generator=generator,
         num_workers=cfg.optim.num_workers,
         collate_fn=collator,

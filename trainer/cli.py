@@ -95,6 +95,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.preset, args.config, overrides)
     result = train(cfg, resume=args.resume)
+    if not result.metrics:  # a DDP rank other than 0: rank 0 reports
+        return 0
     print((result.out_dir / "metrics.md").read_text(encoding="utf-8"))
     print(f"run directory: {result.out_dir} (best epoch {result.best['epoch']}, {result.global_step} steps)")
     return 0

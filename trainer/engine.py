@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from trainer.data.collate import Batch
@@ -58,7 +59,9 @@ def total_loss(loss_dict: Mapping[str, Tensor], weight_dict: Mapping[str, float]
 def _forward(model: nn.Module, batch: Batch, amp: bool) -> dict[str, Any]:
     device_type = batch.inputs["src_vid"].device.type
     with torch.autocast(device_type=device_type, dtype=torch.float16, enabled=amp and device_type == "cuda"):
-        if batch.negatives and model.training:  # SHINE: also score hn1..hnN and the easy negative
+        if isinstance(model, DistributedDataParallel):  # wraps trainer.distributed.BatchForward
+            outputs = model(batch.inputs, batch.negatives if model.training else {})
+        elif batch.negatives and model.training:  # SHINE: also score hn1..hnN and the easy negative
             outputs = shine_forward(model, **batch.inputs, **batch.negatives)
         else:
             outputs = model(**batch.inputs)

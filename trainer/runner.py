@@ -37,6 +37,8 @@ from trainer.build import (
 from trainer.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from trainer.config import TrainConfig, config_from_dict
 from trainer.data.dataset import GroundingDataset
+from trainer.distributed import (DistEnv, all_gather_object, barrier, broadcast_object, distributed,
+                                 mean_across_ranks, param_checksum, wrap_model)
 from trainer.engine import evaluate, predict, train_one_epoch
 from trainer.errors import ConfigError
 from trainer.metrics import MomentMetrics
@@ -97,16 +99,26 @@ def _dump_config(cfg: TrainConfig, out: Path) -> None:
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> RunResult:
-    """Train (or, with ``resume``, continue from ``OUT/checkpoints/last.pt``) and evaluate; see module docstring."""
+    """Train (or, with ``resume``, continue from ``OUT/checkpoints/last.pt``) and evaluate; see module docstring.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the run is data-parallel (:mod:`trainer.distributed`): every rank
+    trains on its shard, rank 0 alone validates and writes the run directory.
+    """
     if cfg.optim.select_metric not in _valid_metrics():
         raise ConfigError(f"optim.select_metric: expected one of {_valid_metrics()}, got {cfg.optim.select_metric!r}")
     out = Path(cfg.out_dir)
-    last_path, best_path = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
-    if not resume and last_path.exists():
+    if not resume and (out / "checkpoints" / "last.pt").exists():
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    device = _runtime(cfg)
+    with distributed(_runtime(cfg)) as (env, device):
+        return _train(cfg, resume, env, device, t_start)
+
+
+def _train(cfg: TrainConfig, resume: bool, env: DistEnv, device: torch.device, t_start: float) -> RunResult:
+    out = Path(cfg.out_dir)
+    last_path, best_path = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
+    main = env.is_main
+    timings: dict[str, float] = {}
     amp = cfg.optim.amp and device.type == "cuda"
     data = build_data(cfg.data, cfg.shine)
     cfg = with_feature_dims(cfg, data.train)
@@ -126,7 +138,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> RunResult:
         start_epoch, global_step = int(state["epoch"]) + 1, int(state["global_step"])
         history, best = list(state["history"]), dict(state["best"])
         restore_rng_state(state["rng"])
-    _dump_config(cfg, out)
+    net = wrap_model(model, env, device)  # the model itself in a single process
+    shard = (env.rank, env.world_size) if env.enabled else None
+    if main:
+        _dump_config(cfg, out)
     timings["setup_s"] = time.perf_counter() - t_start
     stopped_early = bool(cfg.optim.patience and best["bad_epochs"] >= cfg.optim.patience)
     t_train = time.perf_counter()
@@ -134,14 +149,16 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> RunResult:
         if stopped_early:
             break
         t0 = time.perf_counter()
-        logs = train_one_epoch(model, criterion, make_loader(data.train, cfg, train=True, epoch=epoch, device=device),
+        logs = train_one_epoch(net, criterion,
+                               make_loader(data.train, cfg, train=True, epoch=epoch, device=device, shard=shard),
                                optimizer, device, epoch=epoch, scaler=scaler, amp=amp,
-                               grad_clip=cfg.optim.grad_clip, progress=cfg.progress)
+                               grad_clip=cfg.optim.grad_clip, progress=cfg.progress and main)
+        logs = mean_across_ranks(env, logs)
         global_step += int(logs.pop("steps"))
         entry: dict[str, Any] = {"epoch": epoch, "global_step": global_step, "lr": optimizer.param_groups[0]["lr"],
                                  "train": logs, "train_s": round(time.perf_counter() - t0, 3)}
         scheduler.step()
-        if (epoch + 1) % cfg.optim.eval_every == 0 or epoch == cfg.optim.epochs - 1:
+        if main and ((epoch + 1) % cfg.optim.eval_every == 0 or epoch == cfg.optim.epochs - 1):
             t1 = time.perf_counter()
             val = evaluate(model, make_loader(data.val, cfg, train=False, device=device), device,
                            clip_len=cfg.data.clip_len, round_to_clip=cfg.data.eval_round, criterion=criterion,
@@ -154,16 +171,29 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> RunResult:
                                             "global_step": global_step, "best": dict(best), "val": val.metrics})
             else:
                 best["bad_epochs"] += 1
+        if env.enabled:  # rank 0's selection state, so every rank stops at the same epoch
+            best, entry = broadcast_object(env, (best, entry))
         history.append(entry)
-        save_checkpoint(last_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch,
-            "global_step": global_step, "rng": capture_rng_state(), "config": cfg.to_dict(), "best": dict(best),
-            "history": history,
-        })
-        write_text(out / "train_log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        if main:
+            save_checkpoint(last_path, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch,
+                "global_step": global_step, "rng": capture_rng_state(), "config": cfg.to_dict(), "best": dict(best),
+                "history": history,
+            })
+            write_text(out / "train_log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
         stopped_early = bool(cfg.optim.patience and best["bad_epochs"] >= cfg.optim.patience)
     timings["train_s"] = time.perf_counter() - t_train
+    distributed_info: dict[str, Any] = {}
+    if env.enabled:
+        sums = all_gather_object(env, param_checksum(model))
+        distributed_info = {"world_size": env.world_size, "backend": env.backend,
+                            "batch_size_per_rank": cfg.optim.batch_size, "param_sha256_per_rank": sums,
+                            "in_sync": len(set(sums)) == 1}
+    if not main:
+        barrier(env)  # wait for rank 0's evaluation, so the run directory is complete when every rank returns
+        return RunResult(out_dir=out, global_step=global_step, epochs_run=len(history), best=best,
+                         stopped_early=stopped_early, history=history)
 
     t_eval = time.perf_counter()
     final = load_checkpoint(best_path if best_path.exists() else last_path, map_location=device)
@@ -184,8 +214,9 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> RunResult:
         "device": str(device), "amp": amp, "versions": package_versions(),
         "resumed": resume, "global_step": global_step, "epochs_run": len(history), "best": best,
         "stopped_early": stopped_early, "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "chance": chance,
+        "chance": chance, **({"distributed": distributed_info} if distributed_info else {}),
     })
+    barrier(env)
     return RunResult(out_dir=out, global_step=global_step, epochs_run=len(history), best=best,
                      stopped_early=stopped_early, history=history, metrics=metrics)
 

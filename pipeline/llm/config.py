@@ -63,8 +63,18 @@ class LimitConfig:
     burst_seconds: float = 0.5
     #: seconds per HTTP request, never None
     timeout: float = 60.0
+    #: "" = the limits hold for this process only; "prefect" = requests/tokens per minute are shared by every
+    #: worker against the same Prefect server through global concurrency limits with slot decay
+    #: (``pipeline.llm.shared_limiter``; needs PREFECT_API_URL)
+    shared: Literal["", "prefect"] = ""
+    #: base name of the shared limits, "<name>-rpm" and "<name>-tpm" ("" = "shine-llm-<provider>-<model>")
+    shared_name: str = ""
+    #: create missing shared limits from the rates above (false: they must exist, e.g. ``prefect gcl create``)
+    shared_create: bool = True
 
     def __post_init__(self) -> None:
+        if self.shared not in ("", "prefect"):
+            raise ValueError(f"Expected limits.shared in ['', 'prefect'], got {self.shared!r}")
         for name in ("requests_per_minute", "tokens_per_minute", "input_tokens_per_minute",
                      "output_tokens_per_minute", "requests_per_day"):
             if getattr(self, name) < 0:

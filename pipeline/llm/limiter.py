@@ -4,8 +4,9 @@ Each limit is a token bucket refilled by elapsed time (curator's ``online_status
 estimated tokens before it is sent and ``settle``s with the real usage after, refunding the difference. A 429's
 ``Retry-After`` or an exhausted ``x-ratelimit-remaining-*`` header pauses every caller, not just the one that got it.
 
-``Limiter`` is the small interface the runner uses; a limiter shared across workers (a Prefect global concurrency
-limit, issue 7) can replace ``AsyncLimiter`` behind it.
+``Limiter`` is the small interface the runner uses; ``make_limiter`` picks ``AsyncLimiter`` (this process) or,
+with ``limits.shared: prefect``, ``pipeline.llm.shared_limiter.PrefectLimiter`` (every worker against one Prefect
+server shares the provider's per-minute limits).
 
 >>> parse_reset("6m0.5s"), parse_reset("120ms"), parse_reset("2")
 (360.5, 0.12, 2.0)
@@ -25,7 +26,7 @@ from typing import Protocol
 
 from pipeline.llm.config import LimitConfig
 
-__all__ = ["Limiter", "Slot", "AsyncLimiter", "TokenBucket", "parse_reset", "retry_after_seconds"]
+__all__ = ["Limiter", "Slot", "AsyncLimiter", "TokenBucket", "make_limiter", "parse_reset", "retry_after_seconds"]
 
 
 class Slot(Protocol):
@@ -221,3 +222,12 @@ class AsyncLimiter:
                             break
                     await asyncio.sleep(wait)
             yield _Reservation(self, tokens_in, tokens_out)
+
+
+def make_limiter(cfg: LimitConfig, provider: str, model: str) -> Limiter:
+    """The limiter ``cfg.shared`` selects for one (provider, model)."""
+    if cfg.shared == "prefect":
+        from pipeline.llm.shared_limiter import PrefectLimiter
+
+        return PrefectLimiter(cfg, provider, model)  # type: ignore[return-value]
+    return AsyncLimiter(cfg)  # type: ignore[return-value]

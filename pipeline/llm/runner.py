@@ -22,7 +22,7 @@ from pipeline.llm.cache import ResponseCache, cache_key
 from pipeline.llm.calls import Caller
 from pipeline.llm.config import LLMConfig, default_cache_dir
 from pipeline.llm.ledger import Ledger, read_ledger
-from pipeline.llm.limiter import AsyncLimiter, Limiter
+from pipeline.llm.limiter import Limiter, make_limiter
 from pipeline.llm.pricing import estimate_message_tokens, model_info
 from pipeline.llm.prompts import VocabularySampler, load_prompts, reask_message, render_messages
 from pipeline.llm.provider import Provider
@@ -72,7 +72,7 @@ class LLMBackend:
         self.ledger_path = self.workdir / "ledger.jsonl"
         _, self.prior = read_ledger(self.ledger_path)
         self.ledger = Ledger(self.ledger_path)
-        self.limiter: Any = limiter or AsyncLimiter(cfg.limits)
+        self.limiter: Any = limiter or make_limiter(cfg.limits, provider.name, self.model)
         self.caller = Caller(self)
         self.batch: Any = None
         if cfg.batch.enabled:
@@ -254,6 +254,7 @@ class LLMBackend:
             "cost_usd_run_total": round(self.prior.spent_usd + self.caller.spent_usd, 6),
             "rows_valid": self.rows_valid, "rows_invalid": self.rows_invalid,
             "limiter_pauses": getattr(self.limiter, "pauses", 0),
+            "shared_limits": [spec.name for spec in getattr(self.limiter, "specs", ())],
             "ledger": str(self.ledger_path), "cache_dir": str(self.cache.directory) if self.cache.directory else None,
             "prices_taken": self.info.taken, "wall_s": round(time.perf_counter() - self._t0, 3),
         }

@@ -1,0 +1,159 @@
+"""Two ``shine build-negatives`` workers against one real Prefect server share the provider's rate limit.
+
+A ``prefect server start`` (temporary PREFECT_HOME, 127.0.0.1, free port) holds global concurrency limits with
+slot decay; the local provider server answers 429 past its RPM. Each worker alone would be allowed the full RPM,
+so only the shared limit keeps the two together under it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.llm.config import LimitConfig
+from pipeline.llm.ledger import read_ledger
+from pipeline.llm.shared_limiter import shared_limit_specs
+from pipeline.llm.testing import ProviderServer
+from tests.llm.helpers import SECRETS
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFECT = Path(sys.executable).parent / "prefect"
+RPM = 120  # 2 requests/s for both workers together
+TPM = 600_000
+N_PER_WORKER = 20
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process started with start_new_session (it and its children), politely then by force."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+@pytest.fixture
+def prefect_server(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A real Prefect server; yields the environment a worker needs to reach it."""
+    port = _free_port()
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_SERVER_UI_ENABLED="false",
+               PREFECT_SERVER_LOGGING_LEVEL="WARNING")
+    log = (tmp_path / "prefect-server.log").open("wb")
+    proc = subprocess.Popen([str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui",
+                             "--no-scheduler", "--no-late-runs", "--analytics-off"], env=env, cwd=tmp_path,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{api}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"prefect server did not start: {(tmp_path / 'prefect-server.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield {**env, "PREFECT_API_URL": api}
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _worker(url: str, inp: Path, out: Path, cache: Path) -> list[str]:
+    opts = {"base_url": f"{url}/v1", "cache_dir": str(cache), "progress": "false",
+            "limits.shared": "prefect", "limits.shared_create": "false", "limits.max_in_flight": "8",
+            # what one worker alone may send: the provider's whole limit (two together would be twice that)
+            "limits.requests_per_minute": str(RPM), "limits.tokens_per_minute": str(TPM),
+            "retry.max_retries": "0", "retry.max_rate_limit_retries": "0"}
+    cmd = [sys.executable, "-m", "shine.cli", "build-negatives", "--dataset", "charades-cg", "--input", str(inp),
+           "--out", str(out), "--backend", "openai"]
+    for k, v in opts.items():
+        cmd += ["--set", f"backend.options.{k}={v}"]
+    return cmd
+
+
+def test_two_workers_share_one_prefect_rate_limit(prefect_server, shared_data: Path, tmp_path: Path) -> None:
+    env = {**prefect_server, **SECRETS, "PYTHONPATH": str(ROOT)}
+    # the limits, as the README tells an operator to create them
+    specs = shared_limit_specs(LimitConfig(requests_per_minute=RPM, tokens_per_minute=TPM), "openai",
+                               "gpt-3.5-turbo-0125")
+    for spec in specs:
+        subprocess.run(spec.command().split(), env=env, check=True, capture_output=True, timeout=60,
+                       executable=str(PREFECT))
+    rpm_spec = specs[0]
+    assert rpm_spec.name.endswith("-rpm") and rpm_spec.limit == 1
+    lines = (shared_data / "charades_cg" / "charades_cg_train.jsonl").read_text().splitlines()
+    cache = tmp_path / "cache"  # one cache directory for both workers
+    with ProviderServer(rpm=RPM, burst_s=1.0, latency_s=0.05) as srv:
+        # no x-ratelimit-* headers (as Gemini or a proxied vLLM): the workers cannot learn the limit by reacting
+        srv.limit_headers = lambda style: {}  # type: ignore[method-assign]
+        procs, outs = [], []
+        for i in range(2):
+            inp = tmp_path / f"in{i}.jsonl"
+            inp.write_text("\n".join(lines[i * N_PER_WORKER:(i + 1) * N_PER_WORKER]) + "\n")
+            out = tmp_path / f"out{i}"
+            outs.append(out)
+            procs.append(subprocess.Popen(_worker(srv.url, inp, out, cache), cwd=ROOT, env=env, start_new_session=True,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        try:
+            results = [p.communicate(timeout=100) for p in procs]
+        finally:
+            for p in procs:
+                _stop(p)
+        for p, (_, err) in zip(procs, results):
+            assert p.returncode == 0, err.decode()[-3000:]
+        calls = sorted(t for t, path, _ in srv.log if path.endswith("/chat/completions"))
+        statuses = [s for _, path, s in srv.log if path.endswith("/chat/completions")]
+    timeline = [round(t - calls[0], 3) for t in calls]
+    assert srv.counts["429"] == 0 and set(statuses) == {200}, (srv.counts, timeline)
+    assert len(calls) >= 2 * N_PER_WORKER
+    # the two workers were sending at the same time (else there would be nothing to share)
+    spans = []
+    for out in outs:
+        sent = [r["ts"] for r in read_ledger(out / "ledger.jsonl")[0] if r["status"] == "ok"]
+        spans.append((min(sent), max(sent)))
+    overlap = min(e for _, e in spans) - max(s for s, _ in spans)
+    assert overlap > 0.5 * min(e - s for s, e in spans), spans
+    # never more than the limit's burst + decay * elapsed in any window (small slack for clock/network jitter)
+    rate = RPM / 60.0
+    for i in range(len(calls)):
+        for j in range(i + 1, len(calls)):
+            n = j - i + 1
+            assert n <= rpm_spec.limit + rate * (calls[j] - calls[i]) + 1, (n, calls[j] - calls[i])
+    span = calls[-1] - calls[0]
+    assert len(calls) / max(span, 1e-9) <= rate * 1.15, (len(calls), span)
+    # every row answered and valid; the shared cache holds one entry per query and passes diskcache's check
+    for out in outs:
+        neg = pd.read_parquet(out / "negatives.parquet")
+        assert len(neg) == 3 * N_PER_WORKER and neg["valid"].all()
+    import diskcache
+
+    with diskcache.Cache(str(cache)) as dc:
+        assert dc.check() == []
+        assert len(dc) == 2 * N_PER_WORKER
+        assert all(isinstance(dc[k], dict) and len(dc[k]["fills"]) == 3 for k in dc.iterkeys())
