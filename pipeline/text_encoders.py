@@ -15,6 +15,21 @@ attention mask applied (padding rows dropped, special tokens kept), never pooled
     hub cache (``openai/clip-vit-base-patch32``); it is never downloaded here.
 
 Both run batched under ``torch.no_grad()`` in fp32, on CUDA when present (``device="auto"``).
+
+``word-vectors`` (offline, no model files, no torch)
+    The text side of the project's synthetic compositional data set (``shine make-synthetic``), reproduced
+    exactly so that negatives built by this pipeline live in the same feature space as the synthetic set's
+    positives. Contract (mirrored in ``trainer/synthetic.py``'s docstring; implemented here independently
+    because ``pipeline`` never imports ``trainer``):
+
+    - tokens: ``sentence.lower().replace(".", " .").split()`` (``.`` is a token; no special tokens);
+    - token ``w`` -> ``np.random.default_rng([salt, zlib.crc32(w.encode("utf-8"))]).standard_normal(dim)``,
+      divided by its L2 norm, cast to float32, with ``salt = 2 * seed + 1`` where ``seed`` is the data set's
+      ``--seed`` (``--encoder-seed``) and ``dim`` its text dimension (``--dim``: 64 for ``--size default``,
+      32 for ``small``; ``synthetic.json``'s ``dims.text_dim``).
+
+    Same seed, dim and sentence give bit-identical rows to the synthetic ``text_store``'s; a word never seen
+    before simply gets its own vector (as the synthetic set's novel words do).
 """
 
 from __future__ import annotations
@@ -29,9 +44,12 @@ import numpy as np
 
 from pipeline.errors import ConfigError
 
-__all__ = ["TextEncoder", "HFTokenEncoder", "ENCODERS", "CLIP_HUB_ID", "load_encoder", "encoder_identity", "resolve_model_path", "resolve_device", "model_files_sha256"]
+__all__ = ["TextEncoder", "HFTokenEncoder", "WordVectorEncoder", "ENCODERS", "HF_ENCODERS", "CLIP_HUB_ID", "load_encoder", "encoder_identity", "resolve_model_path", "resolve_device", "model_files_sha256"]
 
-ENCODERS: tuple[str, ...] = ("minilm", "clip")
+ENCODERS: tuple[str, ...] = ("minilm", "clip", "word-vectors")
+#: encoders backed by model files (``--model-path``); the others are computed from their options alone
+HF_ENCODERS: tuple[str, ...] = ("minilm", "clip")
+WORD_VECTORS = "word-vectors"
 CLIP_HUB_ID = "openai/clip-vit-base-patch32"
 _MINILM_MAX_LEN = 256
 
@@ -127,6 +145,60 @@ class HFTokenEncoder:
         return out  # type: ignore[return-value]
 
 
+def word_vector_tokens(sentence: str) -> list[str]:
+    """The ``word-vectors`` tokenisation: lower case, ``.`` split off as its own token, split on whitespace.
+
+    >>> word_vector_tokens("A person holds the cup.")
+    ['a', 'person', 'holds', 'the', 'cup', '.']
+    """
+    return sentence.lower().replace(".", " .").split()
+
+
+class WordVectorEncoder:
+    """One seeded random unit vector per token: the synthetic data set's text features (see the module docstring).
+
+    ``seed`` is the synthetic data set's seed (the per-word salt is ``2 * seed + 1``), ``dim`` its text dimension.
+    """
+
+    name = WORD_VECTORS
+
+    def __init__(self, seed: int = 0, dim: int = 64) -> None:
+        if not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"Expected word-vectors seed to be an integer >= 0, got {seed!r}")
+        if not isinstance(dim, int) or dim < 1:
+            raise ConfigError(f"Expected word-vectors dim to be an integer >= 1, got {dim!r}")
+        self.seed, self.dim = int(seed), int(dim)
+        self.salt = 2 * self.seed + 1
+        self._cache: dict[str, np.ndarray] = {}
+
+    def vector(self, token: str) -> np.ndarray:
+        v = self._cache.get(token)
+        if v is None:
+            import zlib
+
+            rng = np.random.default_rng([self.salt, zlib.crc32(token.encode("utf-8"))])
+            raw = rng.standard_normal(self.dim)
+            v = self._cache[token] = (raw / np.linalg.norm(raw)).astype(np.float32)
+        return v
+
+    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        out = []
+        for text in texts:
+            tokens = word_vector_tokens(str(text))
+            if not tokens:
+                raise ConfigError(f"word-vectors: text {text!r} has no tokens")
+            out.append(np.stack([self.vector(t) for t in tokens]))
+        return out
+
+    def identity(self) -> dict[str, Any]:
+        return {"encoder": self.name, "dim": self.dim, "seed": self.seed, "salt": self.salt,
+                "rule": "default_rng([2*seed+1, crc32(token)]).standard_normal(dim) / norm, float32",
+                "tokenizer": "lower().replace('.', ' .').split()", "dtype": "float32", "version": 1}
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.identity(), "device": "cpu"}
+
+
 def _missing(path: Path, how: str) -> ConfigError:
     return ConfigError(f"text encoder weights not found at {path}: {how}")
 
@@ -142,8 +214,8 @@ _CLIP_HOW = (f"download it once with a network (`hf download {CLIP_HUB_ID}`, or 
 
 def resolve_model_path(name: str, model_path: str | Path | None = None) -> Path:
     """The local directory of encoder ``name``'s files; ConfigError naming the path and how to get them if absent."""
-    if name not in ENCODERS:
-        raise ConfigError(f"Expected encoder in {list(ENCODERS)}, got {name!r}")
+    if name not in HF_ENCODERS:
+        raise ConfigError(f"Expected an encoder with model files in {list(HF_ENCODERS)}, got {name!r}")
     if model_path is not None:
         path = Path(model_path)
         if not (path / "config.json").is_file():
@@ -179,8 +251,14 @@ def _hidden_size(name: str, path: Path) -> int:
     return int(cfg["hidden_size"])
 
 
-def encoder_identity(name: str, model_path: str | Path | None = None) -> dict[str, Any]:
-    """What decides an encoder's features, from its files alone (no model is loaded): the stage fingerprint."""
+def encoder_identity(name: str, model_path: str | Path | None = None, *, seed: int = 0,
+                     dim: int | None = None) -> dict[str, Any]:
+    """What decides an encoder's features, from its files alone (no model is loaded): the stage fingerprint.
+
+    ``seed`` and ``dim`` apply to ``word-vectors`` only (``dim`` None: 64, the synthetic default size's).
+    """
+    if name == WORD_VECTORS:
+        return WordVectorEncoder(seed, 64 if dim is None else dim).identity()
     path = resolve_model_path(name, model_path)
     return {"encoder": name, "dim": _hidden_size(name, path), "model_sha256": model_files_sha256(path),
             "model_class": _MODEL_CLASS[name], "dtype": "float32", "version": 1}
@@ -189,8 +267,14 @@ def encoder_identity(name: str, model_path: str | Path | None = None) -> dict[st
 _MODEL_CLASS = {"minilm": "AutoModel", "clip": "CLIPTextModel"}
 
 
-def load_encoder(name: str, model_path: str | Path | None = None, *, batch_size: int = 64, device: str = "auto") -> HFTokenEncoder:
-    """Build encoder ``name`` (``minilm`` | ``clip``) from local files only; raises ConfigError when they are missing."""
+def load_encoder(name: str, model_path: str | Path | None = None, *, batch_size: int = 64, device: str = "auto",
+                 seed: int = 0, dim: int | None = None) -> HFTokenEncoder | WordVectorEncoder:
+    """Build encoder ``name`` (``minilm`` | ``clip`` from local files only, raising ConfigError when they are
+    missing; ``word-vectors`` from ``seed`` and ``dim``)."""
+    if name == WORD_VECTORS:
+        if model_path is not None:
+            raise ConfigError("the word-vectors encoder has no model files; leave --model-path out")
+        return WordVectorEncoder(seed, 64 if dim is None else dim)
     path = resolve_model_path(name, model_path)
     if name == "minilm":
         from transformers import AutoModel, AutoTokenizer

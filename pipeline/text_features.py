@@ -22,6 +22,10 @@ Invalid negatives (``valid = false`` in negatives.parquet), rule ``invalid``:
                     normally a ``--backend random`` run over the same queries) is encoded instead, with
                     ``valid = true, fallback = true``; when that one is invalid or missing too, ``keep`` applies.
 
+Encoders: see ``pipeline/text_encoders.py``; ``word-vectors`` (options ``encoder_seed``, ``dim``) reproduces the
+synthetic data set's text features, so a run over the synthetic ``train.jsonl`` yields negatives in the same space as
+the synthetic ``text_store``'s positives (its ``pos`` rows are identical to that store's).
+
 Resumable: queries are encoded in chunks of ``chunk_size``; each finished chunk is a raw feature file plus an
 index Parquet (written last) under ``<run>/.chunks/text-<encoder>-<fingerprint>-<size>/``, reused by the next
 run. The fingerprint covers the two input tables, the encoder's files, the dtype and the invalid rule (not the
@@ -105,6 +109,9 @@ class TextFeaturesConfig:
     invalid: Literal["keep", "fallback"] = "keep"
     #: negatives.parquet whose rows replace invalid ones under ``invalid = "fallback"``
     fallback_negatives: str | None = None
+    #: ``word-vectors`` only: the synthetic data set's seed and text dimension (None: 64) it reproduces
+    encoder_seed: int = 0
+    dim: int | None = None
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -115,6 +122,10 @@ class TextFeaturesConfig:
             raise ConfigError(f"Expected invalid rule 'keep' or 'fallback', got {self.invalid!r}")
         if self.invalid == "fallback" and not self.fallback_negatives:
             raise ConfigError("invalid = 'fallback' needs fallback_negatives (a negatives.parquet, e.g. of a --backend random run)")
+        if self.encoder != "word-vectors" and (self.encoder_seed != 0 or self.dim is not None):
+            raise ConfigError(f"encoder_seed and dim apply to the word-vectors encoder only, not {self.encoder!r}")
+        if self.encoder_seed < 0 or (self.dim is not None and self.dim < 1):
+            raise ConfigError(f"Expected encoder_seed >= 0 and dim >= 1, got {self.encoder_seed!r} and {self.dim!r}")
         for name in ("batch_size", "chunk_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"Expected {name} >= 1, got {getattr(self, name)}")
@@ -287,7 +298,8 @@ def text_features_step(
             raise DataError(f"{run / f'{name}.parquet'} does not exist; run `shine build-negatives --out {run}` first")
     stage = f"text-{cfg.encoder}"
     out = store_dir(run, cfg.encoder)
-    identity = encoder.identity() if encoder is not None else encoder_identity(cfg.encoder, cfg.model_path)
+    identity = encoder.identity() if encoder is not None else encoder_identity(
+        cfg.encoder, cfg.model_path, seed=cfg.encoder_seed, dim=cfg.dim)
     fp = _fingerprint(run, cfg, identity)
     state = RunState(run)
     done = state.finished(stage, fp, out / "store.json")
@@ -312,7 +324,8 @@ def text_features_step(
         if (cdir / f"{index:06d}.parquet").is_file():
             continue
         if enc is None:
-            enc = load_encoder(cfg.encoder, cfg.model_path, batch_size=cfg.batch_size, device=cfg.device)
+            enc = load_encoder(cfg.encoder, cfg.model_path, batch_size=cfg.batch_size, device=cfg.device,
+                               seed=cfg.encoder_seed, dim=cfg.dim)
         _write_chunk(cdir, index, entries[start * 4 : stop * 4], enc, dtype)
         computed += 1
         log.info("%s: chunk %d/%d done (%d/%d queries)", stage, index + 1, len(chunks), stop, n_queries)

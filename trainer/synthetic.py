@@ -19,6 +19,13 @@ vector per word on the video side and another, independent one on the text side 
 features: one vector per token, ``.`` included). A model must learn the text-to-video mapping per word;
 novel words have vectors it never saw. Everything is derived from ``seed``.
 
+Text-feature contract (relied on by ``pipeline/text_encoders.py``'s ``word-vectors`` encoder, which re-implements
+it because ``pipeline`` never imports ``trainer``; keep the two in step): tokens are ``tokenize(sentence)``, and
+token ``w`` is ``np.random.default_rng([2 * seed + 1, zlib.crc32(w.encode("utf-8"))]).standard_normal(text_dim)``
+divided by its L2 norm, as float32. ``shine encode-text --encoder word-vectors --encoder-seed SEED --dim TEXT_DIM``
+over a build-negatives run of ``train.jsonl`` therefore writes ``pos`` rows identical to ``text_store``'s, and
+hard negatives in the same space (tests/pipeline/test_text_features.py checks it).
+
 Output directory::
 
     train.jsonl test_trivial.jsonl novel_composition.jsonl novel_word.jsonl   Moment-DETR JSONL

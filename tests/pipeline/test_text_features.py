@@ -236,3 +236,51 @@ def test_encode_text_flow_and_cli(tiny_clip: Path, neg_run: Path, tmp_path: Path
     assert TextStore(summary["store"]).dim == 32
     assert args.func(args) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "skipped"
+
+
+# --- word-vectors: the synthetic data set's text side, reproduced in pipeline/ -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic_neg_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The small synthetic set (seed 3: a non-default salt) and a random-backend negatives run over its train split."""
+    from trainer.synthetic import make_synthetic
+
+    data = tmp_path_factory.mktemp("wv") / "synthetic"
+    make_synthetic(data, seed=3, size="small")
+    out = tmp_path_factory.mktemp("wvrun")
+    state, cfg = RunState(out), PipelineConfig()
+    steps.load_step(state, [steps.InputSpec(path=data / "train.jsonl")], cfg.load)
+    steps.pos_step(state, cfg.pos)
+    steps.dictionary_step(state, cfg.dictionary)
+    steps.masked_step(state, cfg.mask)
+    steps.negatives_step(state, cfg.backend, cfg.mask)
+    return data, out
+
+
+def test_word_vectors_equal_the_synthetic_store_pos_features(synthetic_neg_run) -> None:
+    data, run = synthetic_neg_run
+    dim = json.loads((data / "synthetic.json").read_text())["dims"]["text_dim"]
+    report = text_features_step(run, TextFeaturesConfig(encoder="word-vectors", encoder_seed=3, dim=dim))
+    ours, theirs = TextStore(store_dir(run, "word-vectors")), TextStore(data / "text_store")
+    qids = pd.read_parquet(run / "queries.parquet")["qid"].tolist()
+    assert report.rows == 4 * len(qids) and ours.dim == theirs.dim == dim
+    for qid in qids:
+        assert np.array_equal(ours.get(qid, "pos"), theirs.get(qid, "pos")), qid
+    # the negatives are different sentences in the same space: same length rule, a changed word somewhere
+    qid = qids[0]
+    hn1 = ours.get(qid, "hn1")
+    assert hn1.shape[1] == dim and not np.array_equal(hn1, ours.get(qid, "pos"))
+    assert json.loads((ours.path / "store.json").read_text())["model"]["seed"] == 3
+
+
+def test_word_vectors_seed_decides_the_vectors(synthetic_neg_run) -> None:
+    a, b = load_encoder("word-vectors", seed=3, dim=8), load_encoder("word-vectors", seed=4, dim=8)
+    fa, fb = a.encode(["A person holds the cup."])[0], b.encode(["a person holds the cup ."])[0]
+    assert fa.shape == (6, 8) and fa.dtype == np.float32
+    assert np.allclose(np.linalg.norm(fa, axis=1), 1.0, atol=1e-6) and not np.array_equal(fa, fb)
+    assert np.array_equal(fa, a.encode(["a  PERSON holds the cup ."])[0])  # the tokenisation is the contract
+    with pytest.raises(ConfigError, match="word-vectors encoder only"):
+        TextFeaturesConfig(encoder="minilm", encoder_seed=1)
+    with pytest.raises(ConfigError, match="no model files"):
+        load_encoder("word-vectors", "/some/path")

@@ -1,0 +1,417 @@
+#!/usr/bin/env python
+"""Evidence for issue 6: does SHINE help QD-DETR on the project's synthetic compositional data set?
+
+For every seed S this runs the whole chain through the project's own commands:
+
+1. ``shine make-synthetic --seed S``                  train / test_trivial / novel_composition / novel_word
+2. ``shine build-negatives --dataset custom --input train.jsonl --backend random --set backend.seed=S``
+                                                       POS tags, dictionary D, masking, the random backend
+3. ``shine encode-text --encoder word-vectors --encoder-seed S --dim D``
+                                                       the negatives in the synthetic set's text space (the
+                                                       pos rows are checked to equal the set's own store)
+4. ``shine train --preset synthetic`` three times, same seed and epochs:
+   ``baseline``      QD-DETR
+   ``shine-random``  QD-DETR + SHINE, hard negatives from step 2/3 (what a user of the pipeline gets offline)
+   ``shine-oracle``  QD-DETR + SHINE, the generator's own hard negatives (hn1 swaps exactly the verb, hn2 the
+                     verb and the noun, hn3 also the modifier: the cleanest hierarchy the data allows);
+                     ``--no-oracle`` leaves it out
+
+and writes ``OUT/results.{md,csv,json}`` (mean ± std over seeds of R1@0.5, R1@0.7 and mIoU per test split, with
+the chance rows) and ``OUT/results.png``. Progress goes to stderr. ``--tiny`` (tiny model, small set) is the
+CI version of the chain. Runs already finished in ``--work`` (a ``metrics.json``) are reused unless ``--fresh``.
+
+    python scripts/evidence.py                       # the README's table: 3 seeds, default size, 20 epochs
+    python scripts/evidence.py --tiny --seeds 0 --epochs 1 --out /tmp/ev --no-oracle
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("test_trivial", "novel_composition", "novel_word")
+METRICS = ("R1@0.5", "R1@0.7", "mIoU")
+VARIANTS = ("baseline", "shine-random", "shine-oracle", "shine-no-hn", "baseline-2x")
+LABELS = {"baseline": "QD-DETR", "shine-random": "QD-DETR + SHINE (pipeline, random backend)",
+          "shine-oracle": "QD-DETR + SHINE (generator's oracle negatives)",
+          "shine-no-hn": "control: SHINE without L_fr (no hard negative used)",
+          "baseline-2x": "control: QD-DETR, 2x epochs (about SHINE's compute)"}
+TINY_MODEL = ("model.hidden_dim=16", "model.dim_feedforward=32", "model.nheads=2", "model.enc_layers=1",
+              "model.dec_layers=2", "model.num_queries=4")
+_T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    print(f"[evidence {time.perf_counter() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def shine_cmd() -> list[str]:
+    exe = Path(sys.executable).with_name("shine")
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "shine"]
+
+
+#: set by --in-process: every ``shine`` command runs in this process (no interpreter/torch start-up per step,
+#: trainings one after the other); the CI test uses it
+IN_PROCESS = False
+
+
+def run(cmd: list[str], logfile: Path) -> None:
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    if IN_PROCESS:
+        import contextlib
+
+        from shine.cli import main as shine_main
+
+        with open(logfile, "w") as fh, contextlib.redirect_stdout(fh):
+            rc = shine_main(cmd[len(shine_cmd()):])
+        if rc:
+            raise SystemExit(f"command failed ({rc}), see {logfile}:\n  {' '.join(cmd)}")
+        return
+    with open(logfile, "w") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_env())
+    if proc.returncode != 0:
+        raise SystemExit(f"command failed ({proc.returncode}), see {logfile}:\n  {' '.join(cmd)}\n"
+                         + logfile.read_text()[-3000:])
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+# --- data: synthetic set -> negatives -> text features ------------------------------------------------------------
+
+
+def prepare_seed(seed: int, work: Path, size: str, fresh: bool) -> dict:
+    """Steps 1-3 for one seed; returns paths and the negatives diagnostics."""
+    sdir = (work / f"seed{seed}").resolve()
+    data, negrun = sdir / "data", sdir / "negatives"
+    if fresh and sdir.exists():
+        shutil.rmtree(sdir)
+    if not (data / "synthetic.json").is_file():
+        log(f"seed {seed}: make-synthetic --size {size}")
+        run([*shine_cmd(), "make-synthetic", "--out", str(data), "--seed", str(seed), "--size", size, "--overwrite"],
+            sdir / "logs/make-synthetic.log")
+    meta = json.loads((data / "synthetic.json").read_text())
+    dim = int(meta["dims"]["text_dim"])
+    log(f"seed {seed}: build-negatives (random backend)")
+    run([*shine_cmd(), "build-negatives", "--dataset", "custom", "--input", str(data / "train.jsonl"), "--out",
+         str(negrun), "--backend", "random", "--set", f"backend.seed={seed}"], sdir / "logs/build-negatives.log")
+    log(f"seed {seed}: encode-text --encoder word-vectors --encoder-seed {seed} --dim {dim}")
+    run([*shine_cmd(), "encode-text", "--run", str(negrun), "--encoder", "word-vectors", "--encoder-seed", str(seed),
+         "--dim", str(dim)], sdir / "logs/encode-text.log")
+    store = negrun / "text_features" / "word-vectors"
+    same = check_same_space(store, data / "text_store")
+    log(f"seed {seed}: pipeline pos features == synthetic store pos features for {same} queries")
+    return {"seed": seed, "data": data, "store": store, "dim": dim, "pos_rows_identical": same,
+            "negatives": negatives_diagnostics(negrun / "negatives.parquet", meta)}
+
+
+def _read_store(path: Path) -> tuple[np.ndarray, dict[tuple[str, str], tuple[int, int]]]:
+    import pyarrow.parquet as pq
+
+    feats = np.load(path / "features.npy", mmap_mode="r")
+    idx = pq.read_table(path / "index.parquet").to_pydict()
+    return feats, {(q, v): (o, n) for q, v, o, n in zip(idx["qid"], idx["variant"], idx["offset"], idx["length"])}
+
+
+def check_same_space(pipeline_store: Path, synthetic_store: Path) -> int:
+    """Every pos row of the pipeline's store equals the synthetic store's; returns the number of queries checked."""
+    fa, ia = _read_store(pipeline_store)
+    fb, ib = _read_store(synthetic_store)
+    n = 0
+    for (qid, variant), (o, ln) in ia.items():
+        if variant != "pos":
+            continue
+        ob, lb = ib[(qid, "pos")]
+        if ln != lb or not np.array_equal(fa[o : o + ln], fb[ob : ob + lb]):
+            raise SystemExit(f"{pipeline_store}: pos features of {qid} differ from {synthetic_store}'s: the "
+                             "word-vectors encoder does not reproduce the synthetic text space (seed/dim mismatch?)")
+        n += 1
+    return n
+
+
+def negatives_diagnostics(path: Path, meta: dict) -> dict:
+    """Per level: how often the negative changes a word the video encodes (verb, noun, modifier) vs only others."""
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path, columns=["qid", "level", "negative", "valid"]).to_pydict()
+    q = pq.read_table(path.with_name("queries.parquet"), columns=["qid", "query"]).to_pydict()
+    query = dict(zip(q["qid"], q["query"]))
+    verbs = set(meta["verbs"]) | set(meta["novel_words"])
+    nouns = set(meta["nouns"]) | set(meta["novel_words"])
+    mods = {"red", "small", "old", "blue", "heavy", "quickly", "slowly", "carefully"}
+
+    def toks(s: str) -> list[str]:
+        return s.lower().replace(".", " .").split()
+
+    out: dict[str, dict] = {}
+    for level in (1, 2, 3):
+        rows = [(qq, neg, v) for qq, lv, neg, v in zip(t["qid"], t["level"], t["negative"], t["valid"]) if lv == level]
+        c = {"n": len(rows), "valid": 0, "verb_changed": 0, "noun_changed": 0, "event_word_changed": 0,
+             "only_other_words_changed": 0, "identical": 0}
+        for qid, neg, valid in rows:
+            a, b = toks(query[qid]), toks(neg)
+            c["valid"] += bool(valid)
+            va, vb = {w for w in a if w in verbs}, {w for w in b if w in verbs}
+            na, nb = {w for w in a if w in meta["nouns"] or w in meta["novel_words"]}, {w for w in b if w in nouns}
+            ma, mb = {w for w in a if w in mods}, {w for w in b if w in mods}
+            changed_verb, changed_noun = va != vb, na != nb
+            c["verb_changed"] += changed_verb
+            c["noun_changed"] += changed_noun
+            event = changed_verb or changed_noun or ma != mb
+            c["event_word_changed"] += event
+            c["identical"] += a == b
+            c["only_other_words_changed"] += (not event) and a != b
+        out[f"hn{level}"] = {k: (v if k == "n" else round(100.0 * v / max(1, len(rows)), 1)) for k, v in c.items()}
+    return out
+
+
+# --- training ------------------------------------------------------------------------------------------------------
+
+
+def train_cmd(prep: dict, variant: str, out: Path, epochs: int, tiny: bool) -> list[str]:
+    sets = [f"data.root={prep['data']}", f"optim.seed={prep['seed']}", f"optim.epochs={epochs}", "optim.device=cpu",
+            "optim.num_threads=1", "optim.num_workers=0", "progress=false", "plot_queries=0"]
+    if tiny:
+        sets += ["optim.batch_size=32", *TINY_MODEL]
+    if variant == "shine-random":
+        sets += ["shine.enabled=true", f"shine.hn_text_features={prep['store']}"]
+    elif variant == "shine-oracle":
+        sets += ["shine.enabled=true"]  # hn_text_features empty: the synthetic store's own hn1..hn3
+    elif variant == "shine-no-hn":  # L_cr (easy negative = batch-rolled query) and L_intra only
+        sets += ["shine.enabled=true", "shine.use_fine=false", f"shine.hn_text_features={prep['store']}"]
+    elif variant == "baseline-2x":
+        sets += [f"optim.epochs={2 * epochs}"]
+    cmd = [*shine_cmd(), "train", "--preset", "synthetic", "--out", str(out)]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def train_all(jobs: list[tuple[dict, str, Path]], epochs: int, tiny: bool, parallel: int, fresh: bool) -> None:
+    pending = [j for j in jobs if fresh or not (j[2] / "metrics.json").is_file()]
+    for prep, variant, out in jobs:
+        if (prep, variant, out) not in pending:
+            log(f"seed {prep['seed']}: {variant} already trained ({out}), reused")
+    running: list[tuple[subprocess.Popen, str, Path, float, object]] = []
+    if IN_PROCESS:
+        for prep, variant, out in pending:
+            if out.exists():
+                shutil.rmtree(out)
+            log(f"seed {prep['seed']}: train {variant} ({epochs} epochs, in process) -> {out}")
+            t0 = time.perf_counter()
+            run(train_cmd(prep, variant, out, epochs, tiny), out.parent / f"logs/train-{variant}.log")
+            log(f"seed {prep['seed']} {variant}: done in {time.perf_counter() - t0:.0f} s")
+        return
+    while pending or running:
+        while pending and len(running) < parallel:
+            prep, variant, out = pending.pop(0)
+            if out.exists():
+                shutil.rmtree(out)
+            logf = out.parent / f"logs/train-{variant}.log"
+            logf.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(logf, "w")
+            cmd = train_cmd(prep, variant, out, epochs, tiny)
+            log(f"seed {prep['seed']}: train {variant} ({2 * epochs if variant == 'baseline-2x' else epochs} epochs) -> {out}")
+            running.append((subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_env()),
+                            f"seed {prep['seed']} {variant}", logf, time.perf_counter(), fh))
+        time.sleep(0.5)
+        for item in list(running):
+            proc, name, logf, t0, fh = item
+            if proc.poll() is None:
+                continue
+            fh.close()
+            running.remove(item)
+            if proc.returncode != 0:
+                for p, *_ in running:
+                    p.terminate()
+                raise SystemExit(f"training {name} failed ({proc.returncode}), see {logf}:\n" + logf.read_text()[-3000:])
+            log(f"{name}: done in {time.perf_counter() - t0:.0f} s")
+
+
+# --- results -------------------------------------------------------------------------------------------------------
+
+
+def collect(preps: list[dict], variants: list[str], work: Path) -> dict:
+    per_seed: dict[str, dict[str, dict[str, list[float]]]] = {v: {s: {m: [] for m in METRICS} for s in SPLITS}
+                                                             for v in variants}
+    chance: dict[str, dict[str, dict[str, list[float]]]] = {c: {s: {m: [] for m in METRICS} for s in SPLITS}
+                                                           for c in ("random_window", "best_prior")}
+    runs = []
+    for prep in preps:
+        for v in variants:
+            out = work / f"seed{prep['seed']}" / v
+            metrics = json.loads((out / "metrics.json").read_text())
+            hist = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if line.strip()]
+            last = hist[-1]["train"] if hist else {}
+            runs.append({"seed": prep["seed"], "variant": v, "dir": str(out), "epochs": len(hist),
+                         "best_epoch": _best_epoch(out),
+                         "train_s": round(sum(h.get("train_s", 0.0) for h in hist), 1),
+                         "last_epoch_losses": {k: round(float(x), 4) for k, x in last.items()},
+                         "test": {s: {m: metrics[s]["model"][m] for m in METRICS} for s in SPLITS}})
+            for s in SPLITS:
+                for m in METRICS:
+                    per_seed[v][s][m].append(float(metrics[s]["model"][m]))
+                if v == variants[0]:
+                    for c in chance:
+                        for m in METRICS:
+                            chance[c][s][m].append(float(metrics[s]["chance"][c][m]))
+
+    def agg(vals: list[float]) -> dict:
+        a = np.asarray(vals, dtype=float)
+        return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "values": vals}
+
+    return {"seeds": [p["seed"] for p in preps], "variants": variants, "splits": list(SPLITS),
+            "metrics": list(METRICS),
+            "results": {v: {s: {m: agg(per_seed[v][s][m]) for m in METRICS} for s in SPLITS} for v in variants},
+            "chance": {c: {s: {m: agg(chance[c][s][m]) for m in METRICS} for s in SPLITS} for c in chance},
+            "runs": runs,
+            "negatives": {str(p["seed"]): p["negatives"] for p in preps},
+            "pos_rows_identical": {str(p["seed"]): p["pos_rows_identical"] for p in preps}}
+
+
+def _best_epoch(run_dir: Path) -> int | None:
+    import re
+
+    m = re.search(r"best epoch (\d+)", (run_dir / "metrics.md").read_text())
+    return int(m.group(1)) if m else None
+
+
+def _fmt(a: dict) -> str:
+    return f"{a['mean']:.1f} ± {a['std']:.1f}"
+
+
+def write_tables(res: dict, out: Path, command: str, seconds: float) -> None:
+    variants = res["variants"]
+    rows = [(LABELS[v], res["results"][v]) for v in variants]
+    rows += [("chance: random window", res["chance"]["random_window"]),
+             ("chance: best fixed window (train prior)", res["chance"]["best_prior"])]
+    head = "| method | " + " | ".join(f"{s} {m}" for s in SPLITS for m in METRICS) + " |"
+    lines = [f"# SHINE on the synthetic compositional set ({len(res['seeds'])} seeds: {res['seeds']})", "",
+             f"Command: `{command}` ({seconds / 60:.1f} min). Mean ± sample std over seeds, metrics in %.", "",
+             head, "|" + "---|" * (1 + len(SPLITS) * len(METRICS))]
+    for name, r in rows:
+        lines.append(f"| {name} | " + " | ".join(_fmt(r[s][m]) for s in SPLITS for m in METRICS) + " |")
+    lines += ["", f"Differences to {variants[0]} (mean ± std of the per-seed differences):", "",
+              "| variant | " + " | ".join(f"{s} {m}" for s in SPLITS for m in METRICS) + " |",
+              "|" + "---|" * (1 + len(SPLITS) * len(METRICS))]
+    for v in variants[1:]:
+        cells = []
+        for s in SPLITS:
+            for m in METRICS:
+                d = np.asarray(res["results"][v][s][m]["values"]) - np.asarray(res["results"][variants[0]][s][m]["values"])
+                cells.append(f"{d.mean():+.1f} ± {d.std(ddof=1) if len(d) > 1 else 0.0:.1f}")
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    lines += ["", "Pipeline negatives (random backend) vs their query, % of rows per level:", "",
+              "| seed | level | valid | verb changed | noun changed | a video-encoded word changed | only other words changed |",
+              "|---|---|---|---|---|---|---|"]
+    for seed, d in res["negatives"].items():
+        for lv, c in d.items():
+            lines.append(f"| {seed} | {lv} | {c['valid']} | {c['verb_changed']} | {c['noun_changed']} | "
+                         f"{c['event_word_changed']} | {c['only_other_words_changed']} |")
+    lines += ["", "Runs:", "", "| seed | variant | epochs | best epoch | train s | last-epoch L_cr | last-epoch L_fr |",
+              "|---|---|---|---|---|---|---|"]
+    for r in res["runs"]:
+        ll = r["last_epoch_losses"]
+        lines.append(f"| {r['seed']} | {r['variant']} | {r['epochs']} | {r['best_epoch']} | {r['train_s']} | "
+                     f"{ll.get('loss_coarse_rank', '')} | {ll.get('loss_fine_rank', '')} |")
+    (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with open(out / "results.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["method", "split", "metric", "mean", "std", "n_seeds", "values"])
+        for key, block in [(v, res["results"][v]) for v in variants] + [(f"chance:{c}", res["chance"][c])
+                                                                        for c in res["chance"]]:
+            for s in SPLITS:
+                for m in METRICS:
+                    a = block[s][m]
+                    w.writerow([key, s, m, f"{a['mean']:.4f}", f"{a['std']:.4f}", len(a["values"]),
+                                " ".join(f"{x:.4f}" for x in a["values"])])
+    (out / "results.json").write_text(json.dumps({**res, "command": command, "seconds": round(seconds, 1)}, indent=2)
+                                      + "\n", encoding="utf-8")
+
+
+def write_figure(res: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = res["variants"]
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4), sharey=False)
+    width = 0.8 / len(variants)
+    x = np.arange(len(SPLITS))
+    colors = {"baseline": "#7f7f7f", "shine-random": "#1f77b4", "shine-oracle": "#ff7f0e", "shine-no-hn": "#2ca02c",
+              "baseline-2x": "#bbbbbb"}
+    for ax, m in zip(axes, METRICS):
+        for i, v in enumerate(variants):
+            means = [res["results"][v][s][m]["mean"] for s in SPLITS]
+            stds = [res["results"][v][s][m]["std"] for s in SPLITS]
+            ax.bar(x + (i - (len(variants) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=v,
+                   color=colors.get(v))
+        for j, s in enumerate(SPLITS):
+            c = res["chance"]["random_window"][s][m]["mean"]
+            ax.hlines(c, j - 0.45, j + 0.45, colors="k", linestyles="--", linewidth=1,
+                      label="chance (random window)" if j == 0 else None)
+        ax.set_xticks(x, [s.replace("_", "\n") for s in SPLITS])
+        ax.set_title(m)
+        ax.set_ylabel("%")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.suptitle(f"QD-DETR vs QD-DETR+SHINE, synthetic set, mean ± std over seeds {res['seeds']}")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="artifacts/evidence", help="results.{md,csv,json,png} go here")
+    p.add_argument("--work", help="data, negatives and runs (default: OUT/work)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--size", choices=("small", "default"), default="default")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="trainings at once")
+    p.add_argument("--tiny", action="store_true", help="tiny model settings (the CI version)")
+    p.add_argument("--no-oracle", dest="oracle", action="store_false", help="leave out the shine-oracle runs")
+    p.add_argument("--fresh", action="store_true", help="redo everything instead of reusing finished runs")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=None,
+                   help="runs per seed (default: baseline shine-random shine-oracle; the controls are "
+                   "shine-no-hn and baseline-2x); the first one is the reference of the difference table")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the shine commands inside this process, trainings one at a time (CI)")
+    args = p.parse_args(argv)
+    global IN_PROCESS
+    IN_PROCESS = args.in_process
+    out = Path(args.out)
+    work = Path(args.work) if args.work else out / "work"
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_HOME", str((work / ".prefect").resolve()))
+    command = "python scripts/evidence.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    t0 = time.perf_counter()
+    variants = args.variants or (["baseline", "shine-random"] + (["shine-oracle"] if args.oracle else []))
+    preps = [prepare_seed(s, work, args.size, args.fresh) for s in args.seeds]
+    jobs = [(prep, v, work / f"seed{prep['seed']}" / v) for prep in preps for v in variants]
+    train_all(jobs, args.epochs, args.tiny, args.jobs, args.fresh)
+    res = collect(preps, variants, work)
+    seconds = time.perf_counter() - t0
+    write_tables(res, out, command.strip(), seconds)
+    write_figure(res, out / "results.png")
+    log(f"done in {seconds / 60:.1f} min: {out / 'results.md'}, results.csv, results.json, results.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
