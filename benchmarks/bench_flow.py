@@ -23,7 +23,7 @@ from pipeline.flow import build_negatives  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n-process", type=int, default=1)
+    ap.add_argument("--n-process", type=int, default=0, help="0 = auto (the default config)")
     ap.add_argument("--datasets", nargs="+", default=["charades-cg", "anet-cg"])
     args = ap.parse_args()
     logging.disable(logging.INFO)

@@ -6,6 +6,7 @@ The whole config is dumped into ``manifest.json`` and is part of every stage's f
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -39,15 +40,29 @@ class PosConfig:
 
     model: str = "en_core_web_sm"
     batch_size: int = 1000
-    #: processes for ``nlp.pipe``; 1 keeps everything in this process (fastest below ~20k queries)
-    n_process: int = 1
+    #: processes for ``nlp.pipe``; 0 = auto: 1 below ``auto_processes_from`` queries (worker start-up costs more
+    #: than it saves), else up to 2 (measured on 2 cores: ActivityNet-CG train pos 45 s -> 37 s)
+    n_process: int = 0
+    auto_processes_from: int = 20000
     #: queries per chunk: the unit of progress, atomic writes and resume
     chunk_size: int = 5000
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "n_process", "chunk_size"):
+        for name in ("batch_size", "chunk_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Expected pos.{name} >= 1, got {getattr(self, name)}")
+        if self.n_process < 0:
+            raise ValueError(f"Expected pos.n_process >= 0 (0 = auto), got {self.n_process}")
+
+    def processes(self, n_queries: int) -> int:
+        """Processes to use for ``n_queries`` queries (resolves ``n_process=0``).
+
+        >>> PosConfig().processes(300), PosConfig(n_process=3).processes(300)
+        (1, 3)
+        """
+        if self.n_process:
+            return self.n_process
+        return 1 if n_queries < self.auto_processes_from else max(1, min(2, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)

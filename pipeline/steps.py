@@ -100,7 +100,7 @@ def pos_step(state: RunState, cfg: PosConfig, on_chunk: Callable[[int], None] | 
         return done
     queries = tables.read_table(_table(state.out, "queries"), tables.QUERIES, columns=["qid", "query"])
     qids, texts = queries["qid"].tolist(), queries["query"].tolist()
-    stream = DocStream(nlp, texts, cfg.batch_size, cfg.n_process)
+    stream = DocStream(nlp, texts, cfg.batch_size, cfg.processes(len(texts)))
 
     def compute(start: int, stop: int) -> pa.Table:
         return _arrow(tag_docs(qids[start:stop], stream.take(start, stop)), tables.POS)
