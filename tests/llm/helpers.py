@@ -49,7 +49,7 @@ def backend_config(name: str, url: str, tmp: Path, **options: Any) -> BackendCon
     base = url + "/v1" if name.split("-")[0] in {"openai", "llama3"} else url
     opts: dict[str, Any] = {"base_url": base, "cache_dir": str(tmp / "cache"), "progress": False,
                             "retry": {"backoff_base": 0.01, "backoff_max": 0.05},
-                            "limits": {"timeout": 1.0, "requests_per_minute": 0, "tokens_per_minute": 0},
+                            "limits": {"timeout": 2.5, "requests_per_minute": 0, "tokens_per_minute": 0},
                             "batch": {"poll_interval": 0.02}}
     for key, value in options.items():
         if isinstance(value, dict) and isinstance(opts.get(key), dict):
