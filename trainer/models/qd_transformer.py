@@ -28,26 +28,18 @@ __all__ = ["T2VEncoderLayer", "ProjectionFreeAttention", "ConditionalDecoderLaye
            "QDTransformer"]
 
 
-class T2VEncoderLayer(nn.Module):
+class T2VEncoderLayer(TransformerEncoderLayer):
     """Query-dependent encoder layer: clips attend to text tokens; text and global token are not updated.
 
-    The official layer also builds an ``attn_mask`` from (padded clip AND padded token); with the key padding
-    mask already hiding padded tokens it adds nothing (and its head/batch order is scrambled), so it is dropped.
+    Same parameters as :class:`TransformerEncoderLayer` (names match the official checkpoint); only the
+    attention pattern differs. The official layer also builds an ``attn_mask`` from (padded clip AND padded
+    token); with the key padding mask already hiding padded tokens it adds nothing (and its head/batch order
+    is scrambled), so it is dropped.
     """
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 1024, dropout: float = 0.1,
                  activation: str = "prelu", normalize_before: bool = False) -> None:
-        super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=True)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.activation = make_activation(activation)
-        self.normalize_before = normalize_before
+        super().__init__(d_model, nhead, dim_feedforward, dropout, activation, normalize_before)
         self.nhead = nhead
 
     def forward(self, src: Tensor, padding_mask: Tensor, pos: Tensor, video_length: int) -> Tensor:
@@ -59,8 +51,7 @@ class T2VEncoderLayer(nn.Module):
         attended = self.self_attn(with_pos[:, vid], with_pos[:, txt], normed[:, txt],
                                   key_padding_mask=padding_mask[:, txt], need_weights=False)[0]
         clips = src[:, vid] + self.dropout1(attended)
-        ffn = self.linear2(self.dropout(self.activation(self.linear1(self.norm1(clips)))))
-        clips = self.norm2(clips + self.dropout2(ffn))
+        clips = self.norm2(clips + self.dropout2(self._ffn(self.norm1(clips))))
         return torch.cat([src[:, :1], clips, src[:, txt]], dim=1)
 
 
