@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import anthropic
 
 from pipeline.errors import TransientBackendError
-from pipeline.llm.provider import BatchLine, Provider, Reply, status_error
+from pipeline.llm.provider import BatchLine, Provider, Reply, parse_raw, status_error
 
 __all__ = ["AnthropicProvider", "translate_anthropic_error", "parse_message"]
 
@@ -75,9 +74,7 @@ class AnthropicProvider(Provider):
             known = {k: v for k, v in body.items() if k in _SDK_PARAMS}
             extra = {k: v for k, v in body.items() if k not in _SDK_PARAMS}
             raw = await self.client().messages.with_raw_response.create(**known, extra_body=extra or None)
-            message = raw.parse()
-            if inspect.isawaitable(message):  # AsyncAPIResponse.parse is async, LegacyAPIResponse's is not
-                message = await message
+            message = await parse_raw(raw)
         except Exception as exc:  # noqa: BLE001 - translated at this boundary
             raise translate_anthropic_error(exc) from exc
         return parse_message(message, dict(raw.headers))

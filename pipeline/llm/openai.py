@@ -4,13 +4,12 @@ OpenAI-compatible server (vLLM, Ollama, llama.cpp)."""
 from __future__ import annotations
 
 import json
-import inspect
 from typing import Any
 
 import openai
 
 from pipeline.errors import TransientBackendError
-from pipeline.llm.provider import BatchLine, Provider, Reply, RowError, status_error
+from pipeline.llm.provider import BatchLine, Provider, Reply, RowError, parse_raw, status_error
 
 __all__ = ["OpenAIProvider", "translate_openai_error", "parse_chat_completion"]
 
@@ -91,9 +90,7 @@ class OpenAIProvider(Provider):
     async def send(self, body: dict[str, Any]) -> Reply:
         try:
             raw = await self.client().chat.completions.with_raw_response.create(**body)
-            completion = raw.parse()
-            if inspect.isawaitable(completion):  # AsyncAPIResponse.parse is async, LegacyAPIResponse's is not
-                completion = await completion
+            completion = await parse_raw(raw)
         except Exception as exc:  # noqa: BLE001 - translated at this boundary
             raise translate_openai_error(exc) from exc
         return parse_chat_completion(completion, dict(raw.headers))

@@ -8,6 +8,7 @@ or ``RowError`` (this request can never succeed; the row is kept invalid with th
 from __future__ import annotations
 
 import asyncio
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pipeline.errors import BackendError, FatalBackendError, TransientBackendErr
 from pipeline.llm.config import LLMConfig
 from pipeline.llm.limiter import retry_after_seconds
 
-__all__ = ["Reply", "RowError", "Provider", "BatchLine", "status_error"]
+__all__ = ["Reply", "RowError", "Provider", "BatchLine", "status_error", "parse_raw"]
 
 
 @dataclass
@@ -43,6 +44,15 @@ class BatchLine:
 
 class RowError(BackendError):
     """The provider rejected this one request (400, 422, content policy): retrying cannot help."""
+
+
+async def parse_raw(raw: Any) -> Any:
+    """The parsed body of an SDK ``with_raw_response`` reply.
+
+    ``AsyncAPIResponse.parse`` is a coroutine, ``LegacyAPIResponse.parse`` is not; both SDK versions occur.
+    """
+    parsed = raw.parse()
+    return await parsed if inspect.isawaitable(parsed) else parsed
 
 
 def status_error(status: int, message: str, headers: Mapping[str, str]) -> BackendError:
