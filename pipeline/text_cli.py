@@ -46,19 +46,9 @@ def _encode_text(args: argparse.Namespace) -> int:
     if args.encoder == "word-vectors":
         params |= {"encoder_seed": 0 if args.encoder_seed is None else args.encoder_seed, "dim": args.dim}
     elif args.encoder_seed is not None or args.dim is not None:
-        raise SystemExit(f"shine encode-text: --encoder-seed and --dim apply to --encoder word-vectors only")
-    cfg = TextFeaturesConfig(**params)  # a bad setting fails here, before Prefect starts, with one readable line
-    if args.encoder == "word-vectors":
-        # computed from two integers in well under a second per 10k queries: the stage runs without a Prefect flow
-        # (the flow's parameters do not carry encoder_seed/dim)
-        from pathlib import Path
-
-        from pipeline.text_features import store_dir, text_features_step
-
-        report = text_features_step(args.run, cfg)
-        summary = {**report.as_dict(), "store": str(store_dir(Path(args.run), cfg.encoder).resolve())}
-    else:
-        summary = encode_text(run=args.run, **params)
+        raise SystemExit("shine encode-text: --encoder-seed and --dim apply to --encoder word-vectors only")
+    TextFeaturesConfig(**params)  # a bad setting fails here, before Prefect starts, with one readable line
+    summary = encode_text(run=args.run, **params)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:

@@ -36,6 +36,8 @@ def encode_text(
     chunk_size: int = 2000,
     invalid: str = "keep",
     fallback_negatives: str | None = None,
+    encoder_seed: int = 0,
+    dim: int | None = None,
 ) -> dict[str, Any]:
     """Encode every query (variant pos) and its three hard negatives (hn1..hn3) into one token-feature store.
 
@@ -49,12 +51,13 @@ def encode_text(
         chunk_size: queries per resumable chunk.
         invalid: rule for negatives with valid = false: ``keep`` (encode, flag in validity.parquet) or ``fallback``.
         fallback_negatives: negatives.parquet used by ``invalid = fallback``.
+        encoder_seed, dim: the ``word-vectors`` encoder's seed and width (the synthetic set's text side).
 
     Returns the stage report as a dict (store path, rows, tokens, chunks reused/computed).
     """
     cfg = TextFeaturesConfig(encoder=encoder, model_path=model_path, batch_size=batch_size, device=device,
                              dtype=dtype, chunk_size=chunk_size, invalid=invalid,  # type: ignore[arg-type]
-                             fallback_negatives=fallback_negatives)
+                             fallback_negatives=fallback_negatives, encoder_seed=encoder_seed, dim=dim)
     report = encode_text_task(run, cfg)
     summary = {**report.as_dict(), "store": str(store_dir(Path(run), encoder).resolve())}
     d = report.details
