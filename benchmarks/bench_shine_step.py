@@ -2,7 +2,15 @@
 
 A step is forward + criterion + backward + AdamW step, at the default config (hidden 256, batch 32) on
 Charades-CG-like inputs: up to 75 clips of 1026-d video (I3D 1024 + 2 TEF), 32 tokens of 512-d text, three
-hard negatives of 32 tokens. Base and SHINE steps alternate so both see the same machine state; medians.
+hard negatives of 32 tokens. Three kinds of step alternate so all see the same machine state; medians:
+
+- ``base``: QD-DETR (its own negative pair included: 2B encoder pairs, decoder on B);
+- ``shine``: the paper's SHINE (``shine.hn_fraction=1``): + 3B encoder pairs, one batched pass;
+- ``shine_hn_fraction``: ``shine.hn_fraction=1/3`` (hard negatives of a third of the rows per step): + B pairs.
+
+``encoder_share`` is the time of the base step's encoder work (fwd + bwd of the B positive and B negative
+pairs, measured alone) over the base step: with 3B extra pairs the exact method cannot cost less than about
+``1 + 1.5 * encoder_share`` times a base step, whatever is shared.
 Prints one JSON object; usage: ``python benchmarks/bench_shine_step.py [--steps 20] [--warmup 3]``.
 """
 
@@ -10,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import time
@@ -51,7 +60,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run(device: torch.device, steps: int, warmup: int, batch: int) -> dict:
+def run(device: torch.device, steps: int, warmup: int, batch: int, hn_fraction: float) -> dict:
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     model_cfg = ModelConfig(arch="qd_detr", txt_dim=512, vid_dim=1026)
@@ -65,11 +74,30 @@ def run(device: torch.device, steps: int, warmup: int, batch: int) -> dict:
     targets = {k: data[k] for k in ("spans", "spans_mask", "saliency_pos_labels", "saliency_neg_labels",
                                     "saliency_all_labels")}
 
-    def step(shine: bool) -> float:
+    rows = torch.randperm(batch, generator=g)[:math.ceil(batch * hn_fraction)].sort().values.to(device)
+
+    def encoder_only() -> float:
+        """fwd + bwd of the base step's 2B encoder pairs (no decoder, no losses, no optimiser)."""
         _sync(device)
         t0 = time.perf_counter()
-        if shine:
+        vid = model.input_vid_proj(inputs["src_vid"])
+        txt = model.input_txt_proj(inputs["src_txt"])
+        scores = model._saliency(torch.cat([txt, txt.roll(-1, 0)]), torch.cat([inputs["src_txt_mask"]] * 2),
+                                 torch.cat([vid, vid]), torch.cat([inputs["src_vid_mask"]] * 2))
+        opt.zero_grad(set_to_none=True)
+        scores.sum().backward()
+        _sync(device)
+        return (time.perf_counter() - t0) * 1000
+
+    def step(kind: str) -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        if kind == "shine":
             out = shine_forward(model, **inputs, neg_txt=data["neg_txt"], neg_txt_mask=data["neg_txt_mask"])
+            crit = shine_crit
+        elif kind == "shine_hn_fraction":
+            out = shine_forward(model, **inputs, neg_txt=data["neg_txt"][rows],
+                                neg_txt_mask=data["neg_txt_mask"][rows], neg_rows=rows)
             crit = shine_crit
         else:
             out = model(**inputs)
@@ -82,15 +110,21 @@ def run(device: torch.device, steps: int, warmup: int, batch: int) -> dict:
         _sync(device)
         return (time.perf_counter() - t0) * 1000
 
-    base_ms, shine_ms = [], []
+    kinds = ("base", "shine", "shine_hn_fraction", "encoder_only")
+    times: dict[str, list[float]] = {k: [] for k in kinds}
     for i in range(warmup + steps):
-        b, s = step(False), step(True)
-        if i >= warmup:
-            base_ms.append(b)
-            shine_ms.append(s)
-    base, shine = statistics.median(base_ms), statistics.median(shine_ms)
-    return {"base_ms_per_step": round(base, 2), "shine_ms_per_step": round(shine, 2),
-            "ratio": round(shine / base, 3)}
+        for kind in kinds:
+            ms = encoder_only() if kind == "encoder_only" else step(kind)
+            if i >= warmup:
+                times[kind].append(ms)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    share = med["encoder_only"] / med["base"]
+    return {"base_ms_per_step": round(med["base"], 2), "shine_ms_per_step": round(med["shine"], 2),
+            "ratio": round(med["shine"] / med["base"], 3),
+            f"shine_hn_fraction_{hn_fraction:.3g}_ms_per_step": round(med["shine_hn_fraction"], 2),
+            "ratio_hn_fraction": round(med["shine_hn_fraction"] / med["base"], 3),
+            "encoder_only_ms": round(med["encoder_only"], 2), "encoder_share": round(share, 3),
+            "ratio_floor_exact": round(1 + 1.5 * share, 3)}
 
 
 def main() -> None:
@@ -98,16 +132,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--hn-fraction", type=float, default=1 / 3, help="shine.hn_fraction of the third kind")
     args = parser.parse_args()
     result: dict = {"bench": "shine_step", "arch": "qd_detr", "batch": args.batch, "hidden_dim": 256,
                     "max_clips": 75, "vid_dim": 1026, "max_tokens": 32, "txt_dim": 512, "hard_negatives": 3,
                     "steps": args.steps, "warmup": args.warmup, "statistic": "median", "goal_ratio_max": 1.5,
                     "torch": torch.__version__, "python": platform.python_version(),
                     "cpu_threads": torch.get_num_threads()}
-    result["cpu"] = run(torch.device("cpu"), args.steps, args.warmup, args.batch)
+    result["hn_fraction"] = round(args.hn_fraction, 4)
+    result["cpu"] = run(torch.device("cpu"), args.steps, args.warmup, args.batch, args.hn_fraction)
     if torch.cuda.is_available():
         result["cuda"] = {"device": torch.cuda.get_device_name(0),
-                          **run(torch.device("cuda"), args.steps, args.warmup, args.batch)}
+                          **run(torch.device("cuda"), args.steps, args.warmup, args.batch, args.hn_fraction)}
     print(json.dumps(result))
 
 

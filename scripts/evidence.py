@@ -40,11 +40,12 @@ import numpy as np
 
 SPLITS = ("test_trivial", "novel_composition", "novel_word")
 METRICS = ("R1@0.5", "R1@0.7", "mIoU")
-VARIANTS = ("baseline", "shine-random", "shine-oracle", "shine-no-hn", "baseline-2x")
+VARIANTS = ("baseline", "shine-random", "shine-oracle", "shine-no-hn", "baseline-2x", "shine-hn-third")
 LABELS = {"baseline": "QD-DETR", "shine-random": "QD-DETR + SHINE (pipeline, random backend)",
           "shine-oracle": "QD-DETR + SHINE (generator's oracle negatives)",
           "shine-no-hn": "control: SHINE without L_fr (no hard negative used)",
-          "baseline-2x": "control: QD-DETR, 2x epochs (about SHINE's compute)"}
+          "baseline-2x": "control: QD-DETR, 2x epochs (about SHINE's compute)",
+          "shine-hn-third": "QD-DETR + SHINE, hard negatives of 1/3 of each batch (shine.hn_fraction=0.34)"}
 TINY_MODEL = ("model.hidden_dim=16", "model.dim_feedforward=32", "model.nheads=2", "model.enc_layers=1",
               "model.dec_layers=2", "model.num_queries=4")
 _T0 = time.perf_counter()
@@ -93,16 +94,23 @@ def _env() -> dict[str, str]:
 # --- data: synthetic set -> negatives -> text features ------------------------------------------------------------
 
 
-def prepare_seed(seed: int, work: Path, size: str, fresh: bool) -> dict:
+def _data_matches(data: Path, size: str, mode: str) -> bool:
+    if not (data / "synthetic.json").is_file():
+        return False
+    meta = json.loads((data / "synthetic.json").read_text())
+    return meta.get("size") == size and meta.get("mode", {}).get("name", "bag-of-words") == mode
+
+
+def prepare_seed(seed: int, work: Path, size: str, fresh: bool, mode: str = "bag-of-words") -> dict:
     """Steps 1-3 for one seed; returns paths and the negatives diagnostics."""
     sdir = (work / f"seed{seed}").resolve()
     data, negrun = sdir / "data", sdir / "negatives"
-    if fresh and sdir.exists():
-        shutil.rmtree(sdir)
+    if sdir.exists() and (fresh or ((data / "synthetic.json").is_file() and not _data_matches(data, size, mode))):
+        shutil.rmtree(sdir)  # also when the work dir holds another size or mode: its runs do not belong here
     if not (data / "synthetic.json").is_file():
-        log(f"seed {seed}: make-synthetic --size {size}")
-        run([*shine_cmd(), "make-synthetic", "--out", str(data), "--seed", str(seed), "--size", size, "--overwrite"],
-            sdir / "logs/make-synthetic.log")
+        log(f"seed {seed}: make-synthetic --size {size} --mode {mode}")
+        run([*shine_cmd(), "make-synthetic", "--out", str(data), "--seed", str(seed), "--size", size, "--mode", mode,
+             "--overwrite"], sdir / "logs/make-synthetic.log")
     meta = json.loads((data / "synthetic.json").read_text())
     dim = int(meta["dims"]["text_dim"])
     log(f"seed {seed}: build-negatives (random backend)")
@@ -192,6 +200,8 @@ def train_cmd(prep: dict, variant: str, out: Path, epochs: int, tiny: bool) -> l
         sets += ["shine.enabled=true"]  # hn_text_features empty: the synthetic store's own hn1..hn3
     elif variant == "shine-no-hn":  # L_cr (easy negative = batch-rolled query) and L_intra only
         sets += ["shine.enabled=true", "shine.use_fine=false", f"shine.hn_text_features={prep['store']}"]
+    elif variant == "shine-hn-third":  # the cheaper step: hard negatives scored for ceil(0.34 B) rows
+        sets += ["shine.enabled=true", f"shine.hn_text_features={prep['store']}", "shine.hn_fraction=0.34"]
     elif variant == "baseline-2x":
         sets += [f"optim.epochs={2 * epochs}"]
     cmd = [*shine_cmd(), "train", "--preset", "synthetic", "--out", str(out)]
@@ -299,7 +309,8 @@ def write_tables(res: dict, out: Path, command: str, seconds: float) -> None:
     rows += [("chance: random window", res["chance"]["random_window"]),
              ("chance: best fixed window (train prior)", res["chance"]["best_prior"])]
     head = "| method | " + " | ".join(f"{s} {m}" for s in SPLITS for m in METRICS) + " |"
-    lines = [f"# SHINE on the synthetic compositional set ({len(res['seeds'])} seeds: {res['seeds']})", "",
+    lines = [f"# SHINE on the synthetic compositional set, mode {res.get('mode', 'bag-of-words')} "
+             f"({len(res['seeds'])} seeds: {res['seeds']})", "",
              f"Command: `{command}` ({seconds / 60:.1f} min). Mean ± sample std over seeds, metrics in %.", "",
              head, "|" + "---|" * (1 + len(SPLITS) * len(METRICS))]
     for name, r in rows:
@@ -369,7 +380,7 @@ def write_figure(res: dict, path: Path) -> None:
         ax.set_ylabel("%")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
-    fig.suptitle(f"QD-DETR vs QD-DETR+SHINE, synthetic set, mean ± std over seeds {res['seeds']}")
+    fig.suptitle(f"QD-DETR vs QD-DETR+SHINE, synthetic set ({res.get('mode', 'bag-of-words')}), mean ± std over seeds {res['seeds']}")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -381,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", help="data, negatives and runs (default: OUT/work)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--size", choices=("small", "default"), default="default")
+    p.add_argument("--mode", choices=("bag-of-words", "noun-shortcut"), default="bag-of-words",
+                   help="synthetic set mode (trainer/synthetic.py): noun-shortcut is the set where only textual "
+                   "hard negatives teach the verb")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="trainings at once")
     p.add_argument("--tiny", action="store_true", help="tiny model settings (the CI version)")
@@ -388,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true", help="redo everything instead of reusing finished runs")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=None,
                    help="runs per seed (default: baseline shine-random shine-oracle; the controls are "
-                   "shine-no-hn and baseline-2x); the first one is the reference of the difference table")
+                   "shine-no-hn and baseline-2x, shine-hn-third the cheaper step); the first one is the reference "
+                   "of the difference table")
     p.add_argument("--in-process", action="store_true",
                    help="run the shine commands inside this process, trainings one at a time (CI)")
     args = p.parse_args(argv)
@@ -402,10 +417,11 @@ def main(argv: list[str] | None = None) -> int:
     command = "python scripts/evidence.py " + " ".join(argv if argv is not None else sys.argv[1:])
     t0 = time.perf_counter()
     variants = args.variants or (["baseline", "shine-random"] + (["shine-oracle"] if args.oracle else []))
-    preps = [prepare_seed(s, work, args.size, args.fresh) for s in args.seeds]
+    preps = [prepare_seed(s, work, args.size, args.fresh, args.mode) for s in args.seeds]
     jobs = [(prep, v, work / f"seed{prep['seed']}" / v) for prep in preps for v in variants]
     train_all(jobs, args.epochs, args.tiny, args.jobs, args.fresh)
     res = collect(preps, variants, work)
+    res["mode"] = args.mode
     seconds = time.perf_counter() - t0
     write_tables(res, out, command.strip(), seconds)
     write_figure(res, out / "results.png")

@@ -21,8 +21,8 @@ def _evidence_module():
 def test_evidence_chain_tiny(tmp_path: Path, prefect_harness, capsys) -> None:
     evidence = _evidence_module()
     out = tmp_path / "evidence"
-    argv = ["--tiny", "--size", "small", "--seeds", "0", "--epochs", "1", "--no-oracle", "--in-process",
-            "--out", str(out)]
+    argv = ["--tiny", "--size", "small", "--mode", "noun-shortcut", "--seeds", "0", "--epochs", "1", "--no-oracle",
+            "--in-process", "--out", str(out)]
     assert evidence.main(argv) == 0
     for name in ("results.md", "results.csv", "results.json", "results.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -31,6 +31,8 @@ def test_evidence_chain_tiny(tmp_path: Path, prefect_harness, capsys) -> None:
     assert (work / "negatives" / "text_features" / "word-vectors" / "store.json").is_file()
     res = json.loads((out / "results.json").read_text())
     assert res["variants"] == ["baseline", "shine-random"] and res["seeds"] == [0]
+    assert res["mode"] == "noun-shortcut"
+    assert json.loads((work / "data" / "synthetic.json").read_text())["mode"]["name"] == "noun-shortcut"
     assert res["pos_rows_identical"]["0"] > 0  # the pipeline's pos features are the synthetic set's
     for variant in res["variants"]:
         for split in ("test_trivial", "novel_composition", "novel_word"):
@@ -44,4 +46,4 @@ def test_evidence_chain_tiny(tmp_path: Path, prefect_harness, capsys) -> None:
     # the negatives change words the video encodes (otherwise they would carry no signal)
     assert res["negatives"]["0"]["hn1"]["event_word_changed"] > 90
     md = (out / "results.md").read_text()
-    assert "chance: random window" in md and "QD-DETR + SHINE" in md
+    assert "chance: random window" in md and "QD-DETR + SHINE" in md and "mode noun-shortcut" in md

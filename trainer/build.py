@@ -179,7 +179,8 @@ def make_loader(dataset: GroundingDataset, cfg: TrainConfig, *, train: bool, epo
     ``shard=(rank, world_size)`` (DDP training): a seeded ``DistributedSampler`` gives this rank its share of a
     (seed, epoch) shuffle, padded so every rank runs the same number of steps.
     """
-    collator = Collator(cfg.data.clip_len, cfg.data.saliency_pairs, seed=cfg.optim.seed)
+    collator = Collator(cfg.data.clip_len, cfg.data.saliency_pairs, seed=cfg.optim.seed,
+                        hn_fraction=cfg.shine.hn_fraction if train else 1.0)
     collator.set_epoch(epoch)
     generator = torch.Generator().manual_seed(cfg.optim.seed * 100_003 + epoch)
     sampler = None

@@ -145,7 +145,7 @@ def _cmd_make_synthetic(args: argparse.Namespace) -> int:
     from trainer.synthetic import make_synthetic
 
     meta = make_synthetic(args.out, seed=args.seed, size=args.size, text_format=args.text_format,
-                          overwrite=args.overwrite)
+                          mode=args.mode, verb_weight=args.verb_weight, overwrite=args.overwrite)
     counts = ", ".join(f"{k} {v}" for k, v in meta["queries"].items())
     print(f"synthetic data set in {args.out}: {counts} queries")
     for split, levels in meta["chance"].items():
@@ -192,6 +192,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", choices=("small", "default"), default="default")
+    p.add_argument("--mode", choices=("bag-of-words", "noun-shortcut"), default="bag-of-words",
+                   help="bag-of-words: training videos hold same-verb and same-noun distractors; noun-shortcut: "
+                   "training videos never repeat a noun, so nothing in them forces a model to read the verb "
+                   "(trainer/synthetic.py)")
+    p.add_argument("--verb-weight", type=float, metavar="W",
+                   help="weight of the verb's video vector (default 1; the noun's is 1)")
     p.add_argument("--text-format", choices=("store", "official", "both"), default="store",
                    help="text features as a text store, official {qid}.npz files, or both")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")

@@ -29,6 +29,11 @@ class ShineConfig:
     it at a store built from the random backend or an LLM backend is the paper's Tab. 5 ablation. A negative is
     invalid when the store's ``validity.parquet`` sidecar (written by ``shine encode-text``) says so or the
     store lacks it.
+    ``hn_fraction``: share of each training batch whose hard negatives are scored (1 = the paper). Below 1 a
+    seeded random ceil(hn_fraction * B) rows per batch enter L_fr's hard-negative constraints (a random-subset
+    estimate of the same per-constraint batch means; with 1/3 the extra encoder pass shrinks from 3B to B
+    pairs); L_cr and the easy negative always use the whole batch. Not in the paper: a compute knob, off by
+    default.
     """
 
     enabled: bool = False
@@ -51,6 +56,7 @@ class ShineConfig:
     hn_text_features: str = ""
     #: with invalid_negatives="random_fallback": the store of a random-backend run over the same queries
     fallback_text_features: str = ""
+    hn_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         w = "shine"
@@ -70,6 +76,8 @@ class ShineConfig:
                f"distinct constraint numbers in 1..{self.levels + 1}", self.fine_terms)
         _check(self.invalid_negatives in ("skip", "random_fallback"), f"{w}.invalid_negatives",
                "'skip' or 'random_fallback'", self.invalid_negatives)
+        _check(isinstance(self.hn_fraction, (int, float)) and 0 < self.hn_fraction <= 1, f"{w}.hn_fraction",
+               "a number in (0, 1]", self.hn_fraction)
         _check(self.easy_negative == "batch_roll", f"{w}.easy_negative", "'batch_roll'", self.easy_negative)
 
     def term_switches(self) -> tuple[bool, ...] | None:

@@ -32,7 +32,6 @@ from trainer.errors import DataError
 from trainer.losses import LossFn, SetCriterion, build_criterion
 from trainer.matcher import MatchIndices
 from trainer.model_config import LossConfig, MatcherConfig, ModelConfig
-from trainer.models.base import repeat_videos
 from trainer.shine_config import ShineConfig
 from trainer.shine_losses import coarse_rank_loss, fine_rank_loss
 
@@ -121,25 +120,32 @@ def _pad_tokens(x: Tensor, length: int) -> Tensor:
 
 
 def shine_forward(model: nn.Module, src_txt: Tensor, src_txt_mask: Tensor, src_vid: Tensor, src_vid_mask: Tensor,
-                  neg_txt: Tensor, neg_txt_mask: Tensor, neg_valid: Tensor | None = None) -> dict[str, object]:
+                  neg_txt: Tensor, neg_txt_mask: Tensor, neg_valid: Tensor | None = None,
+                  neg_rows: Tensor | None = None) -> dict[str, object]:
     """The model's normal forward plus ``shine_scores`` (B, N + 2, Lv) and ``shine_valid`` (B, N + 2).
 
-    neg_txt (B, N, Ln, Dt), neg_txt_mask (B, N, Ln): hard negatives hn1..hnN (N = 0..3; pass only the levels
-    the loss uses). neg_valid: optional (B, N) bool from the data side. Order of the scores:
+    neg_txt (R, N, Ln, Dt), neg_txt_mask (R, N, Ln): hard negatives hn1..hnN (N = 0..3; pass only the levels
+    the loss uses) of the batch rows ``neg_rows`` (R,) (default: every row, R = B). neg_valid: optional (R, N)
+    bool from the data side. Rows outside ``neg_rows`` (``shine.hn_fraction`` < 1) get zero hard-negative
+    scores marked invalid, so L_fr skips exactly their hard-negative constraints. Order of the scores:
     [positive, hn1..hnN, easy negative], the easy negative being the next sample's query (``roll(-1)``).
 
-    Extra compute: one encoder-only pass over B*N (video, negative) pairs (B*(N+1) for Moment-DETR and for
+    Extra compute: one encoder-only pass over R*N (video, negative) pairs (plus B for Moment-DETR and for
     QD-DETR without negative pairs, whose easy negative is not already scored). The positive's scores are the
     forward pass's ``saliency_scores``; QD-DETR's ``saliency_scores_neg`` (the same rolled query) is the easy
     negative. The video projection of the forward pass (and its input-dropout mask) is reused for every
     negative, as the official model does, so all queries see the same dropped-out video.
     """
     if neg_txt.dim() != 4 or neg_txt_mask.shape != neg_txt.shape[:3]:
-        raise ValueError(f"Expected neg_txt (B, N, Ln, Dt) and neg_txt_mask (B, N, Ln), got "
+        raise ValueError(f"Expected neg_txt (R, N, Ln, Dt) and neg_txt_mask (R, N, Ln), got "
                          f"{tuple(neg_txt.shape)} and {tuple(neg_txt_mask.shape)}")
-    b, n = neg_txt.shape[:2]
-    if b != src_txt.shape[0]:
-        raise ValueError(f"Expected {src_txt.shape[0]} samples of negatives, got {b}")
+    b, n = src_txt.shape[0], neg_txt.shape[1]
+    rows = torch.arange(b, device=src_vid.device) if neg_rows is None else neg_rows.to(src_vid.device, torch.long)
+    in_range = neg_rows is None or not rows.numel() or 0 <= int(rows.min()) <= int(rows.max()) < b  # no sync if None
+    if rows.dim() != 1 or neg_txt.shape[0] != rows.shape[0] or not in_range:
+        raise ValueError(f"Expected negatives for {rows.shape[0] if neg_rows is not None else b} rows of a batch "
+                         f"of {b} (neg_rows {None if neg_rows is None else tuple(neg_rows.shape)}), got neg_txt "
+                         f"{tuple(neg_txt.shape)}")
     captured: list[Tensor] = []
     handle = model.input_vid_proj.register_forward_hook(lambda _m, _i, out: captured.append(out))
     try:
@@ -149,27 +155,30 @@ def shine_forward(model: nn.Module, src_txt: Tensor, src_txt_mask: Tensor, src_v
     if len(captured) != 1:
         raise RuntimeError(f"Expected the model to project the video once, saw {len(captured)} projections")
     vid = captured[0]
-    easy = outputs.get("saliency_scores_neg")
-    txt, txt_mask = neg_txt, neg_txt_mask
-    if easy is None:  # Moment-DETR, or QD-DETR without negative pairs: score the rolled query in the same pass
-        length = max(neg_txt.shape[2], src_txt.shape[1])
-        txt = torch.cat([_pad_tokens(neg_txt, length), _pad_tokens(src_txt.roll(-1, dims=0), length)[:, None]], 1)
-        txt_mask = torch.cat([F.pad(neg_txt_mask, (0, length - neg_txt_mask.shape[2])),
-                              F.pad(src_txt_mask.roll(-1, dims=0), (0, length - src_txt_mask.shape[1]))[:, None]], 1)
-    k = txt.shape[1]
-    extra = src_vid.new_zeros(b, 0, src_vid.shape[1])
-    if k > 0:
-        lt, dt = txt.shape[2:]
-        vid_k, vid_mask_k = repeat_videos(vid, src_vid_mask, k)
-        proj = model.input_txt_proj(txt.reshape(b * k, lt, dt))
-        extra = model._saliency(proj, txt_mask.reshape(b * k, lt), vid_k, vid_mask_k).view(b, k, -1)
     pos = outputs["saliency_scores"]
-    parts = [pos[:, None], extra] if easy is None else [pos[:, None], extra, easy[:, None]]
-    outputs["shine_scores"] = torch.cat([p.to(pos.dtype) for p in parts], dim=1)
-    valid = torch.ones(b, n + 2, dtype=torch.bool, device=pos.device)
-    if neg_valid is not None:
-        valid[:, 1:n + 1] = neg_valid.bool()
-    if b == 1:  # the rolled query is the positive itself
-        valid[:, -1] = False
+    easy = outputs.get("saliency_scores_neg")
+    # every extra (video, text) pair in one batch: hard negatives (row-major), then the easy negatives if needed
+    texts, masks, owners = [neg_txt.flatten(0, 1)], [neg_txt_mask.flatten(0, 1)], [rows.repeat_interleave(n)]
+    if easy is None:  # Moment-DETR, or QD-DETR without negative pairs: score the rolled query in the same pass
+        texts.append(src_txt.roll(-1, dims=0))
+        masks.append(src_txt_mask.roll(-1, dims=0))
+        owners.append(torch.arange(b, device=rows.device))
+    length = max(t.shape[1] for t in texts)
+    owner = torch.cat(owners)
+    scored = pos.new_zeros(0, pos.shape[1])
+    if owner.numel():
+        txt = torch.cat([_pad_tokens(t, length) for t in texts])
+        txt_mask = torch.cat([F.pad(m, (0, length - m.shape[1])) for m in masks])
+        scored = model._saliency(model.input_txt_proj(txt), txt_mask, vid[owner], src_vid_mask[owner])
+    n_hn = rows.numel() * n
+    hard = scored[:n_hn].view(rows.numel(), n, -1).to(pos.dtype)
+    if rows.numel() != b or neg_rows is not None:
+        hard = pos.new_zeros(b, n, pos.shape[1]).index_put((rows,), hard)
+    easy = scored[n_hn:] if easy is None else easy
+    outputs["shine_scores"] = torch.cat([pos[:, None], hard, easy.to(pos.dtype)[:, None]], dim=1)
+    hard_valid = torch.zeros(b, n, dtype=torch.bool, device=pos.device)
+    hard_valid[rows] = True if neg_valid is None else neg_valid.to(pos.device).bool()
+    valid = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=pos.device), hard_valid,
+                       torch.full((b, 1), b > 1, device=pos.device)], dim=1)  # b == 1: the rolled query is the positive
     outputs["shine_valid"] = valid
     return outputs

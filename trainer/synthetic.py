@@ -19,6 +19,19 @@ vector per word on the video side and another, independent one on the text side 
 features: one vector per token, ``.`` included). A model must learn the text-to-video mapping per word;
 novel words have vectors it never saw. Everything is derived from ``seed``.
 
+Modes (``MODES``; the test splits are built the same way in both):
+
+- ``bag-of-words`` (default): as above. Training videos already hold a same-verb and a same-noun
+  distractor next to every queried event, so the base saliency loss sees verb- and noun-swapped clips in
+  the video itself and composition is learnable without textual hard negatives.
+- ``noun-shortcut``: the three events of a *training* video have three different nouns. In training the noun
+  alone finds the event (the shortcut real data sets offer: one video rarely shows the same object handled
+  two ways), so nothing in the videos forces a model to read the verb; the test videos still hold a
+  same-noun distractor, which a noun-only model confuses with the target. A verb-swapped hard negative
+  (hn1: same noun, other verb) is exactly the training signal this mode lacks.
+
+``verb_weight`` (default 1) scales the verb's video vector in either mode, for studies of subtle actions.
+
 Text-feature contract (relied on by ``pipeline/text_encoders.py``'s ``word-vectors`` encoder, which re-implements
 it because ``pipeline`` never imports ``trainer``; keep the two in step): tokens are ``tokenize(sentence)``, and
 token ``w`` is ``np.random.default_rng([2 * seed + 1, zlib.crc32(w.encode("utf-8"))]).standard_normal(text_dim)``
@@ -52,7 +65,7 @@ from trainer.data.annotations import Annotation, write_annotations
 from trainer.data.text_store import TextStoreWriter
 from trainer.errors import ConfigError, DataError
 
-__all__ = ["SyntheticSize", "SIZES", "CLIP_LEN", "SPLITS", "make_synthetic", "tokenize"]
+__all__ = ["SyntheticSize", "SyntheticMode", "SIZES", "MODES", "CLIP_LEN", "SPLITS", "make_synthetic", "tokenize"]
 
 CLIP_LEN = 0.5
 SPLITS: tuple[str, ...] = ("train", "test_trivial", "novel_composition", "novel_word")
@@ -85,6 +98,20 @@ class SyntheticSize:
 SIZES: dict[str, SyntheticSize] = {
     "small": SyntheticSize(60, 12, 24, 16, 16, 32, 32, 32),
     "default": SyntheticSize(500, 100, 200, 120, 24, 48, 64, 64),
+}
+
+
+@dataclass(frozen=True)
+class SyntheticMode:
+    """How much the training videos alone teach composition (see the module docstring)."""
+
+    verb_weight: float = 1.0  # weight of the verb's video vector; the noun's is 1
+    distinct_train_nouns: bool = False  # training videos: no two events share a noun (no same-noun distractor)
+
+
+MODES: dict[str, SyntheticMode] = {
+    "bag-of-words": SyntheticMode(),
+    "noun-shortcut": SyntheticMode(distinct_train_nouns=True),
 }
 
 
@@ -143,8 +170,8 @@ def _split_pairs(rng: np.random.Generator, fraction: float = 0.25) -> tuple[list
 
 
 class _Builder:
-    def __init__(self, out: Path, seed: int, size: SyntheticSize, text_format: str) -> None:
-        self.out, self.seed, self.size, self.text_format = out, seed, size, text_format
+    def __init__(self, out: Path, seed: int, size: SyntheticSize, text_format: str, mode: SyntheticMode) -> None:
+        self.out, self.seed, self.size, self.text_format, self.mode = out, seed, size, text_format, mode
         self.rng = np.random.default_rng(seed)
         self.vcache: dict[str, np.ndarray] = {}
         (out / "video_features").mkdir(parents=True)
@@ -187,7 +214,7 @@ class _Builder:
         noise = rng.standard_normal((n_clips, size.video_dim)) * (size.noise / np.sqrt(size.video_dim))
         feats = noise + 0.5 * self.vvec(place)
         for ev, st, ln in zip(events, starts, lengths):
-            signal = self.vvec(ev.verb) + self.vvec(ev.noun)
+            signal = self.mode.verb_weight * self.vvec(ev.verb) + self.vvec(ev.noun)
             signal = signal + 0.5 * (self.vvec(ev.adj) if ev.adj else 0) + 0.5 * (self.vvec(ev.adv) if ev.adv else 0)
             feats[st : st + ln] += rng.uniform(0.8, 1.0, size=(ln, 1)) * signal
         np.save(self.out / "video_features" / f"{vid}.npy", feats.astype(np.float32))
@@ -222,11 +249,35 @@ def _partner(rng: np.random.Generator, pairs: set[tuple[str, str]], verb: str, n
     return options[int(rng.integers(len(options)))]
 
 
+def _other_nouns(rng: np.random.Generator, pairs: list[tuple[str, str]], noun: str, k: int) -> list[tuple[str, str]]:
+    """``k`` pairs of ``pairs`` whose nouns differ from ``noun`` and from each other."""
+    chosen: list[tuple[str, str]] = []
+    used = {noun}
+    for i in rng.permutation(len(pairs)):
+        if pairs[i][1] not in used:
+            chosen.append(pairs[i])
+            used.add(pairs[i][1])
+            if len(chosen) == k:
+                return chosen
+    raise DataError(f"fewer than {k + 1} nouns among the training pairs")
+
+
 def make_synthetic(out: str | Path, seed: int = 0, size: str = "default", *, text_format: str = "store",
-                   overwrite: bool = False) -> dict:
-    """Generate the data set under ``out`` and return its ``synthetic.json`` content."""
+                   mode: str = "bag-of-words", verb_weight: float | None = None, overwrite: bool = False) -> dict:
+    """Generate the data set under ``out`` and return its ``synthetic.json`` content.
+
+    ``mode`` is a key of :data:`MODES`: ``bag-of-words`` (default) or ``noun-shortcut`` (see the module docstring);
+    ``verb_weight`` overrides the mode's weight of the verb's video vector.
+    """
     if size not in SIZES:
         raise ConfigError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
+    settings = MODES[mode]
+    if verb_weight is not None:
+        if not verb_weight >= 0:
+            raise ConfigError(f"verb_weight must be >= 0, got {verb_weight!r}")
+        settings = SyntheticMode(float(verb_weight), settings.distinct_train_nouns)
     if text_format not in ("store", "official", "both"):
         raise ConfigError(f"text_format must be 'store', 'official' or 'both', got {text_format!r}")
     out = Path(out)
@@ -235,8 +286,9 @@ def make_synthetic(out: str | Path, seed: int = 0, size: str = "default", *, tex
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        meta = _build(tmp, seed, SIZES[size], text_format)
+        meta = _build(tmp, seed, SIZES[size], text_format, settings)
         meta["size"] = size
+        meta["mode"] = {"name": mode, **asdict(settings)}
         (tmp / "synthetic.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
@@ -247,8 +299,8 @@ def make_synthetic(out: str | Path, seed: int = 0, size: str = "default", *, tex
     return meta
 
 
-def _build(tmp: Path, seed: int, size: SyntheticSize, text_format: str) -> dict:
-    b = _Builder(tmp, seed, size, text_format)
+def _build(tmp: Path, seed: int, size: SyntheticSize, text_format: str, mode: SyntheticMode) -> dict:
+    b = _Builder(tmp, seed, size, text_format, mode)
     rng = b.rng
     train_pairs, held_pairs = _split_pairs(rng)
     train_set = set(train_pairs)
@@ -272,9 +324,12 @@ def _build(tmp: Path, seed: int, size: SyntheticSize, text_format: str) -> dict:
                 verb, noun = NOVEL_VERBS[int(rng.integers(len(NOVEL_VERBS)))], NOUNS[int(rng.integers(len(NOUNS)))]
             else:
                 verb, noun = VERBS[int(rng.integers(len(VERBS)))], NOVEL_NOUNS[int(rng.integers(len(NOVEL_NOUNS)))]
-            any_pair = train_pairs[int(rng.integers(len(train_pairs)))]
-            d1 = _partner(rng, train_set, verb, noun, "verb") if verb in VERBS else any_pair
-            d2 = _partner(rng, train_set, verb, noun, "noun") if noun in NOUNS else any_pair
+            if split == "train" and mode.distinct_train_nouns:
+                d1, d2 = _other_nouns(rng, train_pairs, noun, 2)
+            else:
+                any_pair = train_pairs[int(rng.integers(len(train_pairs)))]
+                d1 = _partner(rng, train_set, verb, noun, "verb") if verb in VERBS else any_pair
+                d2 = _partner(rng, train_set, verb, noun, "noun") if noun in NOUNS else any_pair
             events = [b.decorate(verb, noun), b.decorate(*d1), b.decorate(*d2)]
             perm = [int(k) for k in rng.permutation(3)]
             events = [events[k] for k in perm]

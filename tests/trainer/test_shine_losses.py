@@ -324,3 +324,41 @@ def test_missing_scores_error_in_training_skipped_in_eval() -> None:
     losses = crit.eval()(plain, targets)
     assert "loss_coarse_rank" not in losses and "loss_span" in losses
     assert isinstance(crit.matcher, HungarianMatcher) and EMPTY.batch_idx.numel() == 0
+
+
+@pytest.mark.parametrize("arch", ["qd_detr", "moment_detr"])
+def test_hn_fraction_rows_score_like_the_full_batch_and_only_they_enter_l_fr(arch: str) -> None:
+    """shine.hn_fraction < 1: neg_rows picks the rows whose hard negatives are scored; they score exactly as in
+    the full pass, the other rows' hard-negative constraints are skipped, the easy negative stays for all."""
+    cfg, model, inputs, neg, targets = _setup(arch)
+    model.eval()
+    rows = torch.tensor([0, 2])
+    with torch.no_grad():
+        full = shine_forward(model, **inputs, **neg)
+        part = shine_forward(model, **inputs, neg_txt=neg["neg_txt"][rows], neg_txt_mask=neg["neg_txt_mask"][rows],
+                             neg_valid=torch.tensor([[True, True, False], [True, True, True]]), neg_rows=rows)
+    m = inputs["src_vid_mask"].bool()
+    assert part["shine_scores"].shape == full["shine_scores"].shape == (3, 5, 7)
+    for r in rows.tolist():
+        assert torch.allclose(part["shine_scores"][r][:, m[r]], full["shine_scores"][r][:, m[r]], atol=1e-5)
+    assert torch.allclose(part["shine_scores"][1, [0, 4]], full["shine_scores"][1, [0, 4]], atol=1e-5)
+    assert part["shine_valid"].tolist() == [[True, True, True, False, True], [True, False, False, False, True],
+                                            [True] * 5]
+    crit = build_shine_criterion(cfg, LossConfig(), MatcherConfig(), ShineConfig(enabled=True))
+    scaled = {**part, "shine_scores": part["shine_scores"] * 3.0}  # active hinges
+    got = crit.loss_fine_rank(scaled, targets, [])["loss_fine_rank"]
+    want = fine_rank_loss(scaled["shine_scores"], targets["saliency_all_labels"], inputs["src_vid_mask"],
+                          valid=part["shine_valid"])
+    assert torch.allclose(got, want)
+    # row 1 enters no constraint (each involves a hard negative): the loss is L_fr of the chosen rows alone
+    alone = fine_rank_loss(scaled["shine_scores"][rows], targets["saliency_all_labels"][rows],
+                           inputs["src_vid_mask"][rows], valid=part["shine_valid"][rows])
+    assert torch.allclose(got, alone, atol=1e-6) and float(got) > 0
+    with pytest.raises(ValueError, match="rows of a batch of 3"):
+        shine_forward(model, **inputs, **neg, neg_rows=rows)
+
+
+def test_hn_fraction_is_checked() -> None:
+    for bad in (0, 1.5, -0.1):
+        with pytest.raises(ConfigError, match="shine.hn_fraction"):
+            ShineConfig(enabled=True, hn_fraction=bad)

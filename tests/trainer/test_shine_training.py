@@ -65,3 +65,27 @@ def test_random_fallback_needs_a_fallback_store(synth: Path, tmp_path: Path) -> 
     )
     with pytest.raises(ConfigError, match="fallback_text_features"):
         build_data(cfg.data, cfg.shine)
+
+
+def test_hn_fraction_loader_scores_a_seeded_subset_and_trains(synth: Path, tmp_path: Path) -> None:
+    from trainer.build import make_loader
+
+    cfg = load_config("synthetic", overrides=tiny_overrides(synth, tmp_path, "shine.enabled=true",
+                                                            "shine.hn_fraction=0.34", "optim.batch_size=6"))
+    data = build_data(cfg.data, cfg.shine)
+    part = next(iter(make_loader(data.train, cfg, train=True)))
+    full_cfg = load_config("synthetic", overrides=tiny_overrides(synth, tmp_path, "shine.enabled=true",
+                                                                 "optim.batch_size=6"))
+    full = next(iter(make_loader(data.train, full_cfg, train=True)))
+    rows = part.negatives["neg_rows"]
+    assert rows.tolist() == sorted(set(rows.tolist())) and len(rows) == 3  # ceil(0.34 * 6)
+    assert "neg_rows" not in full.negatives and full.negatives["neg_txt"].shape[0] == 6
+    assert part.negatives["neg_txt"].shape[0] == part.negatives["neg_valid"].shape[0] == 3
+    for j, r in enumerate(rows.tolist()):
+        n_tok = int(part.negatives["neg_txt_mask"][j, 0].sum())
+        torch.testing.assert_close(part.negatives["neg_txt"][j, 0, :n_tok], full.negatives["neg_txt"][r, 0, :n_tok])
+    for key in ("saliency_pos_labels", "saliency_neg_labels"):  # the subset draw leaves the labels' draws alone
+        assert torch.equal(part.targets[key], full.targets[key])
+    assert not any("neg_rows" in b.negatives for b in make_loader(data.train, cfg, train=False))
+    result = train(cfg)
+    assert result.history[-1]["train"]["loss_fine_rank"] >= 0

@@ -100,3 +100,43 @@ def test_bad_arguments(tmp_path: Path) -> None:
     (tmp_path / "full" / "keep.txt").write_text("x")
     with pytest.raises(DataError, match="not empty; pass --overwrite"):
         make_synthetic(tmp_path / "full", size="small")
+
+
+def _pairs_by_video(path: Path) -> dict[str, list[tuple[str, str]]]:
+    out: dict[str, list[tuple[str, str]]] = {}
+    for ann, pair in zip(load_annotations(path), _pairs(path)):
+        out.setdefault(ann.vid, []).append(pair)
+    return out
+
+
+def test_noun_shortcut_mode_removes_same_noun_distractors_from_training_only(tmp_path: Path) -> None:
+    from trainer.synthetic import _word_vector
+
+    root = tmp_path / "ns"
+    meta = make_synthetic(root, seed=5, size="small", mode="noun-shortcut", verb_weight=0.5)
+    assert meta["mode"] == {"name": "noun-shortcut", "verb_weight": 0.5, "distinct_train_nouns": True}
+    train = _pairs_by_video(root / "train.jsonl")
+    assert all(len({n for _, n in pairs}) == len(pairs) == 3 for pairs in train.values())
+    # test videos keep the confusable distractor: the same noun handled with another verb
+    test = _pairs_by_video(root / "test_trivial.jsonl")
+    assert sum(len({n for _, n in pairs}) < len(pairs) for pairs in test.values()) > 0.5 * len(test)
+    # verb_weight=0.5: the verb is encoded at half the noun's weight inside the query's window (averaged over queries: in 32
+    # dimensions the other words' random vectors add about +-0.2 to any one projection)
+    reader = VideoFeatureReader([root / "video_features"], normalize=False)
+    dim = meta["dims"]["video_dim"]
+    along_verb, along_noun = [], []
+    for ann, (verb, noun) in zip(load_annotations(root / "train.jsonl"), _pairs(root / "train.jsonl")):
+        st, ed = (int(round(t / 0.5)) for t in ann.windows[0])
+        clip = reader.get(ann.vid)[st:ed].mean(0)
+        along_verb.append(clip @ _word_vector(verb, dim, salt=10))
+        along_noun.append(clip @ _word_vector(noun, dim, salt=10))
+    assert 0.35 < np.mean(along_verb) / np.mean(along_noun) < 0.65
+    # the default mode is unchanged: training videos do hold a same-noun distractor
+    make_synthetic(tmp_path / "bow", seed=5, size="small")
+    bow = _pairs_by_video(tmp_path / "bow" / "train.jsonl")
+    assert sum(len({n for _, n in pairs}) < 3 for pairs in bow.values()) > 0.5 * len(bow)
+    assert make_synthetic(tmp_path / "ns1", seed=5, size="small", mode="noun-shortcut")["mode"]["verb_weight"] == 1.0
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        make_synthetic(tmp_path / "y", size="small", mode="hard")
+    with pytest.raises(ConfigError, match="verb_weight must be >= 0"):
+        make_synthetic(tmp_path / "y", size="small", verb_weight=-1.0)

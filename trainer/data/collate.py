@@ -19,6 +19,7 @@ whatever the worker count and across ``--resume``.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -114,16 +115,26 @@ def saliency_labels(
 class Collator:
     """Callable ``collate_fn``; call :meth:`set_epoch` before each epoch so sampling differs per epoch."""
 
-    def __init__(self, clip_len: float, num_pairs: int = 2, seed: int = 0) -> None:
+    def __init__(self, clip_len: float, num_pairs: int = 2, seed: int = 0, hn_fraction: float = 1.0) -> None:
         self.clip_len, self.num_pairs, self.seed = float(clip_len), num_pairs, seed
+        self.hn_fraction = float(hn_fraction)  # shine.hn_fraction: share of rows whose hard negatives are scored
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _generator(self, qids: Sequence[str]) -> torch.Generator:
+    def _generator(self, qids: Sequence[str], salt: int = 0) -> torch.Generator:
         crc = zlib.crc32("\x1f".join(qids).encode("utf-8"))
-        return torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch * 7_919 + crc) % (2**63))
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch * 7_919 + crc + salt) % (2**63))
+
+    def _hn_rows(self, qids: Sequence[str]) -> torch.Tensor | None:
+        """Sorted rows whose hard negatives this batch scores (None: all), ceil(hn_fraction * B) of them."""
+        b = len(qids)
+        keep = math.ceil(self.hn_fraction * b - 1e-9)
+        if keep >= b:
+            return None
+        # its own generator: the saliency-label draws stay the same whatever hn_fraction is
+        return torch.randperm(b, generator=self._generator(qids, salt=1))[:keep].sort().values
 
     def __call__(self, items: Sequence[GroundingItem]) -> Batch:
         text = pad_sequence([it.text for it in items], batch_first=True)
@@ -145,14 +156,18 @@ class Collator:
         negatives: dict[str, torch.Tensor] = {}
         if items and items[0].neg_text is not None:
             n = len(items[0].neg_text)
-            flat = [t for it in items for t in it.neg_text]  # type: ignore[union-attr]
-            neg_pad = pad_sequence(flat, batch_first=True)  # (B*N, Ln, D): one Ln for every negative
+            rows = self._hn_rows([it.qid for it in items])
+            chosen = list(items) if rows is None else [items[i] for i in rows.tolist()]
+            flat = [t for it in chosen for t in it.neg_text]  # type: ignore[union-attr]
+            neg_pad = pad_sequence(flat, batch_first=True)  # (R*N, Ln, D): one Ln for every negative
             neg_len = torch.tensor([t.shape[0] for t in flat])
             negatives = {
-                "neg_txt": neg_pad.view(len(items), n, *neg_pad.shape[1:]),
-                "neg_txt_mask": (torch.arange(neg_pad.shape[1])[None] < neg_len[:, None]).float().view(len(items), n, -1),
-                "neg_valid": torch.tensor([it.neg_valid for it in items], dtype=torch.bool),
+                "neg_txt": neg_pad.view(len(chosen), n, *neg_pad.shape[1:]),
+                "neg_txt_mask": (torch.arange(neg_pad.shape[1])[None] < neg_len[:, None]).float().view(len(chosen), n, -1),
+                "neg_valid": torch.tensor([it.neg_valid for it in chosen], dtype=torch.bool).view(len(chosen), n),
             }
+            if rows is not None:
+                negatives["neg_rows"] = rows
         pos, neg, all_labels = saliency_labels(
             windows, win_mask, v_len, video.shape[1], self.clip_len, self.num_pairs,
             self._generator([it.qid for it in items]),
