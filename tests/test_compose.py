@@ -82,7 +82,7 @@ def test_dockerfile_installs_what_the_commands_need() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11", text, re.M)
     assert "WORKDIR /app" in text and "pip install -e ." in text
-    for path in ("pipeline", "trainer", "shine", "prompts", "pyproject.toml", "prefect.yaml"):
+    for path in ("pipeline", "trainer", "shine", "pyproject.toml", "prefect.yaml"):
         assert re.search(rf"^COPY .*\b{re.escape(path)}\b", text, re.M), f"Dockerfile does not copy {path}"
         assert (ROOT / path).exists()
 

@@ -1,4 +1,4 @@
-"""Prompt templates (``prompts/*.txt``) and the per-query random subset of the dictionary D.
+"""Prompt templates (``pipeline/llm/templates/*.txt``, shipped inside the package) and the per-query random subset of the dictionary D.
 
 The templates are plain files so a prompt change is a reviewed diff; their version and a hash of their text go
 into every cache key (``PromptSet.fingerprint``), so an edited template never serves old answers.
@@ -58,7 +58,7 @@ class PromptSet:
 
 
 def find_prompt_dir(override: str = "") -> Path:
-    """The template directory: ``override``, else ``$SHINE_PROMPTS_DIR``, else the repository's ``prompts/``."""
+    """The template directory: ``override``, else ``$SHINE_PROMPTS_DIR``, else the package's ``templates/``."""
     tried: list[Path] = []
     for cand in (override, os.environ.get("SHINE_PROMPTS_DIR", "")):
         if cand:
@@ -66,12 +66,11 @@ def find_prompt_dir(override: str = "") -> Path:
             if path.is_dir():
                 return path
             tried.append(path)
-    # pipeline/llm/prompts.py -> repository root; also next to the package for installed copies
-    here = Path(__file__).resolve()
-    for path in (here.parents[2] / "prompts", here.parent / "prompts"):
-        if path.is_dir():
-            return path
-        tried.append(path)
+    # package data: present in editable and wheel installs alike
+    path = Path(__file__).resolve().parent / "templates"
+    if path.is_dir():
+        return path
+    tried.append(path)
     raise ConfigError(f"no prompt template directory found; tried {[str(p) for p in tried]}; "
                       "set backend.options.prompt_dir or $SHINE_PROMPTS_DIR")
 
