@@ -1,4 +1,4 @@
-"""``shine build-negatives`` and ``shine inspect``."""
+"""``shine build-negatives``, ``shine inspect`` and ``shine fetch-data``."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="annotation file (Moment-DETR .jsonl or VISA .json); repeatable; default: the dataset's --split file")
     p.add_argument("--split", default="train", help="split of the input queries (D is counted over train)")
     p.add_argument("--out", required=True, help="run directory for the Parquet tables and manifest.json")
-    p.add_argument("--data-dir", help="folder of the public annotation files (default: $SHINE_DATA_DIR or ../shared/data)")
+    p.add_argument("--data-dir", help="folder of the public annotation files (default: $SHINE_DATA_DIR, ../shared/data, "
+                   "./data or ~/.cache/shine/data; `shine fetch-data` fills it)")
     p.add_argument("--backend", help="negatives backend: random (offline) or an LLM backend")
     p.add_argument("--model", help="backend model (random: uniform | count)")
     p.add_argument("--config", dest="config_file", help="YAML file with config fields (see pipeline/config.py)")
@@ -52,6 +53,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
     q.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
     q.set_defaults(func=_inspect)
+
+    f = subparsers.add_parser(
+        "fetch-data",
+        help="download a data set's public annotation files (pinned, sha256-checked) and convert them to JSONL",
+        description="Download the VISA split files of Charades-CG / ActivityNet-CG from their pinned public home, "
+        "check each by sha256 and convert it to the Moment-DETR JSONL the pipeline reads. Files already present "
+        "are kept, so an interrupted fetch resumes. $SHINE_DATA_BASE_URL points at a mirror.",
+    )
+    f.add_argument("--dataset", required=True, choices=["charades-cg", "anet-cg"])
+    f.add_argument("--split", action="append", dest="splits", metavar="SPLIT",
+                   help="train | test | novel_composition | novel_word (repeatable; default: all)")
+    f.add_argument("--data-dir", help="where to put them (default: the data directory build-negatives reads)")
+    f.add_argument("--timeout", type=float, default=30.0, help="seconds per request (connect: at most 10)")
+    f.set_defaults(func=_fetch_data)
 
 
 def _build_negatives(args: argparse.Namespace) -> int:
@@ -86,6 +101,16 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"  {name:<11} {rep['status']:<8} {rep['rows']:>8} rows  {rep['seconds']:>8.2f} s  {summary['tables'][name]}")
     print(f"  windows clipped to the duration: {summary['clipped_windows']}")
     print(f"  manifest: {Path(summary['out']) / 'manifest.json'}")
+
+
+def _fetch_data(args: argparse.Namespace) -> int:
+    from pipeline.fetch import fetch_dataset
+
+    paths = fetch_dataset(args.dataset, args.data_dir, splits=args.splits, timeout=args.timeout,
+                          progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    for split, path in paths.items():
+        print(f"{split}\t{path}")
+    return 0
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -1,8 +1,10 @@
 """Where the public annotation files of each data set live, and how to find the data directory.
 
 Resolution order for the data directory: ``--data-dir`` > ``$SHINE_DATA_DIR`` > ``../shared/data`` beside the
-checkout (this team's machines) > ``./data``. With no network the project cannot fetch the files, so a
-missing file is an error that says where to put it and where it comes from.
+checkout (this team's machines) > ``./data`` > the user cache ``$XDG_CACHE_HOME/shine/data`` (``~/.cache/...``),
+where ``shine fetch-data`` puts the files when none of the others exists. A missing file is an error that says
+how to fetch it and where to put it by hand; with ``SHINE_AUTO_FETCH=1`` it is fetched on first use instead
+(:mod:`pipeline.fetch`: pinned sources, sha256-checked).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     for cand in candidates:
         if cand.is_dir():
             return cand
-    return candidates[-1]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "shine" / "data"
 
 
 def default_input(dataset: str, split: str, data_dir: str | Path | None = None) -> Path:
@@ -62,9 +65,14 @@ def default_input(dataset: str, split: str, data_dir: str | Path | None = None) 
         raise ConfigError(f"Expected split in {sorted(files)} for {dataset}, got {split!r}")
     root = resolve_data_dir(data_dir)
     path = root / files[split]
+    if not path.is_file() and os.environ.get("SHINE_AUTO_FETCH") == "1":
+        from pipeline.fetch import fetch_dataset  # httpx only when fetching
+
+        fetch_dataset(dataset, root, splits=[split])
     if not path.is_file():
         raise DataError(
-            f"{path} not found. Put the {dataset} annotation files under {root} (layout: {files[split]}), "
+            f"{path} not found. Fetch it with `shine fetch-data --dataset {dataset} --data-dir {root}` (pinned "
+            f"source, sha256-checked), or put the {dataset} annotation files under {root} (layout: {files[split]}), "
             f"or point --data-dir / SHINE_DATA_DIR at them. Originals: {SOURCES[dataset]}"
         )
     return path
