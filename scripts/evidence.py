@@ -20,7 +20,8 @@ and writes ``OUT/results.{md,csv,json}`` (mean ± std over seeds of R1@0.5, R1@0
 the chance rows) and ``OUT/results.png``. Progress goes to stderr. ``--tiny`` (tiny model, small set) is the
 CI version of the chain. Runs already finished in ``--work`` (a ``metrics.json``) are reused unless ``--fresh``.
 
-    python scripts/evidence.py                       # the README's table: 3 seeds, default size, 20 epochs
+    python scripts/evidence.py --mode noun-shortcut  # the README's table (make evidence): 3 seeds, 20 epochs
+    python scripts/evidence.py                       # the bag-of-words table (make evidence-bow)
     python scripts/evidence.py --tiny --seeds 0 --epochs 1 --out /tmp/ev --no-oracle
 """
 
@@ -105,8 +106,11 @@ def prepare_seed(seed: int, work: Path, size: str, fresh: bool, mode: str = "bag
     """Steps 1-3 for one seed; returns paths and the negatives diagnostics."""
     sdir = (work / f"seed{seed}").resolve()
     data, negrun = sdir / "data", sdir / "negatives"
-    if sdir.exists() and (fresh or ((data / "synthetic.json").is_file() and not _data_matches(data, size, mode))):
-        shutil.rmtree(sdir)  # also when the work dir holds another size or mode: its runs do not belong here
+    stale = (data / "synthetic.json").is_file() and not _data_matches(data, size, mode)
+    if sdir.exists() and (fresh or stale):
+        if stale:  # another size or mode: its data and runs do not belong to this table
+            log(f"seed {seed}: {sdir} holds another size or mode than --size {size} --mode {mode}; starting over")
+        shutil.rmtree(sdir)
     if not (data / "synthetic.json").is_file():
         log(f"seed {seed}: make-synthetic --size {size} --mode {mode}")
         run([*shine_cmd(), "make-synthetic", "--out", str(data), "--seed", str(seed), "--size", size, "--mode", mode,
