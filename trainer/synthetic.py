@@ -25,8 +25,8 @@ Modes (``MODES``; the test splits are built the same way in both):
   distractor next to every queried event, so the base saliency loss sees verb- and noun-swapped clips in
   the video itself and composition is learnable without textual hard negatives.
 - ``noun-shortcut``: the three events of a *training* video have three different nouns. In training the noun
-  alone finds the event (the shortcut real data sets offer: one video rarely shows the same object handled
-  two ways), so nothing in the videos forces a model to read the verb; the test videos still hold a
+  alone finds the event (a shortcut we expect real data to offer, not measured), so nothing in the videos forces
+  a model to read the verb; the test videos still hold a
   same-noun distractor, which a noun-only model confuses with the target. A verb-swapped hard negative
   (hn1: same noun, other verb) is exactly the training signal this mode lacks.
 
