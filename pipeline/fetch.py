@@ -11,7 +11,7 @@ Layout under the data directory (see :mod:`pipeline.datasets`)::
     charades_cg/charades_cg_{train,test,novel_composition,novel_word}.jsonl
     activitynet_cg/anet_cg_{train,test,novel_composition,novel_word}.jsonl
 
-Every write is atomic (``*.part`` then rename); a file already present with the right hash is not downloaded
+Every write is atomic (a temporary file beside the target, then rename); a file already present with the right hash is not downloaded
 again, and a converted JSONL already present is left alone, so an interrupted fetch resumes. The sha256 values
 were computed from the team's copies, whose lengths and text match the repository's files at the pinned commits.
 """
@@ -31,6 +31,7 @@ import httpx
 from pipeline.datasets import SPLIT_FILES, resolve_data_dir
 from pipeline.errors import ConfigError, DataError
 from pipeline.load import VISA_TAGS
+from pipeline.tables import atomic_path, atomic_write_bytes, sha256_file
 
 __all__ = ["RemoteFile", "REMOTE_FILES", "fetch_dataset", "convert_visa"]
 
@@ -78,48 +79,34 @@ REMOTE_FILES: dict[str, dict[str, RemoteFile]] = {
 }
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _download(client: httpx.Client, url: str, dest: Path, expected: str, retries: int) -> None:
     """Stream ``url`` to ``dest`` atomically; retry transport errors, 429 and 5xx (honouring Retry-After)."""
-    part = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(retries + 1):
         try:
             with client.stream("GET", url) as resp:
-                if resp.status_code == 429 or resp.status_code >= 500:
-                    if attempt < retries:
-                        retry_after = resp.headers.get("retry-after", "")
-                        time.sleep(min(float(retry_after), 30.0) if retry_after.isdigit() else 0.5 * 2**attempt)
-                        continue
+                if (resp.status_code == 429 or resp.status_code >= 500) and attempt < retries:
+                    retry_after = resp.headers.get("retry-after", "")
+                    time.sleep(min(float(retry_after), 30.0) if retry_after.isdigit() else 0.5 * 2**attempt)
+                    continue
                 resp.raise_for_status()
-                h = hashlib.sha256()
-                with open(part, "wb") as fh:
-                    for chunk in resp.iter_bytes(1 << 16):
-                        fh.write(chunk)
-                        h.update(chunk)
-            break
+                with atomic_path(dest) as tmp:  # a failed or wrong download leaves dest untouched
+                    h = hashlib.sha256()
+                    with open(tmp, "wb") as fh:
+                        for chunk in resp.iter_bytes(1 << 16):
+                            fh.write(chunk)
+                            h.update(chunk)
+                    if h.hexdigest() != expected:
+                        raise DataError(
+                            f"{url}: sha256 {h.hexdigest()} does not match the pinned {expected}; nothing was "
+                            f"written to {dest}. The source changed or the download was altered: check the URL "
+                            f"(or ${BASE_URL_ENV}), or copy the original file to {dest} yourself")
+            return
         except (httpx.TransportError, httpx.HTTPStatusError) as exc:
-            part.unlink(missing_ok=True)
-            retryable = isinstance(exc, httpx.TransportError)
-            if attempt < retries and retryable:
+            if attempt < retries and isinstance(exc, httpx.TransportError):
                 time.sleep(0.5 * 2**attempt)
                 continue
             raise DataError(f"could not download {url}: {exc}. With no network, copy the file to {dest} "
                             f"(sha256 {expected}) and run the command again") from exc
-    got = h.hexdigest()
-    if got != expected:
-        part.unlink(missing_ok=True)
-        raise DataError(f"{url}: sha256 {got} does not match the pinned {expected}; nothing was written to {dest}. "
-                        f"The source changed or the download was altered: check the URL (or ${BASE_URL_ENV}), or "
-                        f"copy the original file to {dest} yourself")
-    os.replace(part, dest)
 
 
 def convert_visa(src: Path, dest: Path, tag: str) -> int:
@@ -137,10 +124,7 @@ def convert_visa(src: Path, dest: Path, tag: str) -> int:
         for i, (sentence, window) in enumerate(zip(sentences, stamps)):
             rows.append(json.dumps({"qid": f"{vid}_{tag}_{i}", "query": sentence, "duration": video["duration"],
                                     "vid": vid, "relevant_windows": [window]}))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    part.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    os.replace(part, dest)
+    atomic_write_bytes(dest, ("\n".join(rows) + "\n").encode("utf-8"))
     return len(rows)
 
 
@@ -172,12 +156,13 @@ def fetch_dataset(dataset: str, data_dir: str | Path | None = None, *, splits: l
                 continue
             rf = remote[split]
             raw = root / "visa_original" / rf.path
-            if raw.is_file() and _sha256(raw) == rf.sha256:
+            if raw.is_file():
+                got = sha256_file(raw)
+                if got != rf.sha256:
+                    raise DataError(f"{raw}: sha256 {got} does not match the pinned {rf.sha256}; delete it to "
+                                    "download the original again")
                 say(f"{dataset} {split}: {raw} present, sha256 ok")
             else:
-                if raw.is_file():
-                    raise DataError(f"{raw}: sha256 {_sha256(raw)} does not match the pinned {rf.sha256}; delete "
-                                    "it to download the original again")
                 say(f"{dataset} {split}: downloading {rf.url(base_url)}")
                 _download(client, rf.url(base_url), raw, rf.sha256, retries)
             n = convert_visa(raw, target, VISA_TAGS[Path(rf.path).stem])

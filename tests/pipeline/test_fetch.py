@@ -90,7 +90,7 @@ def test_fetch_converts_to_the_exact_rows_and_resumes(mirror: _Server, shared_da
         assert path == tmp_path / SPLIT_FILES["charades-cg"][split]
         assert path.read_bytes() == (shared_data / SPLIT_FILES["charades-cg"][split]).read_bytes(), split
     assert mirror.hits["Charades-CG/train.json"] == 2
-    assert not list(tmp_path.rglob("*.part"))
+    assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.rglob(".*.tmp"))  # no temp file left
     # a second run downloads nothing; a deleted JSONL is rebuilt from the checked raw file without a request
     before = sum(mirror.hits.values())
     (tmp_path / SPLIT_FILES["charades-cg"]["novel_word"]).unlink()
