@@ -8,16 +8,16 @@ file (the synthetic set writes one), rows with that split's chance levels right 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
-import os
 import platform
 import sys
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from shine.files import atomic_path, sha256_file
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -37,10 +37,8 @@ METRIC_COLUMNS: tuple[str, ...] = ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "mAP@0.
 def write_text(path: str | Path, text: str) -> Path:
     """Atomic text write."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 
@@ -109,14 +107,6 @@ def write_metrics_tables(out_dir: str | Path, results: Mapping[str, Mapping[str,
         "csv": write_text(out_dir / f"{stem}.csv", buf.getvalue()),
         "json": write_json(out_dir / f"{stem}.json", as_json),
     }
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def package_versions() -> dict[str, str]:
