@@ -1,6 +1,6 @@
 # One image for every service of docker-compose.yml: the Prefect server, the pipeline worker, the trainer worker.
 # The code lives in /app (the working directory `prefect deploy` records), installed editable so prefect.yaml
-# stays beside the packages (the prompt templates ship inside pipeline/).
+# stays beside the packages (the prompt templates live in the top-level prompts/).
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -19,6 +19,7 @@ COPY pyproject.toml README.md prefect.yaml ./
 COPY pipeline ./pipeline
 COPY trainer ./trainer
 COPY shine ./shine
+COPY prompts ./prompts
 RUN pip install -e . && mkdir -p /app/artifacts /cache/llm /data /var/lib/prefect
 
 # the healthchecks below call python, so the image needs nothing else (no curl)

@@ -17,7 +17,7 @@ def test_wheel_install_finds_templates_limits_and_presets(tmp_path: Path) -> Non
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    for pkg in ("pipeline", "trainer", "shine"):
+    for pkg in ("pipeline", "trainer", "shine", "prompts"):
         shutil.copytree(ROOT / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", str(src), "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist")],
@@ -40,4 +40,4 @@ def test_wheel_install_finds_templates_limits_and_presets(tmp_path: Path) -> Non
     env["PYTHONPATH"] = str(target)
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["templates", out.stdout.split()[1], "True"]
+    assert out.stdout.split() == ["prompts", out.stdout.split()[1], "True"]

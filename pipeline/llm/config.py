@@ -148,7 +148,7 @@ class LLMConfig:
     # prompting
     layout: Literal["per_query", "per_level"] = "per_query"
     prompt_version: str = "v1"
-    #: directory of the prompt templates ("" = $SHINE_PROMPTS_DIR or pipeline/llm/templates/)
+    #: directory of the prompt templates ("" = $SHINE_PROMPTS_DIR or the top-level prompts/)
     prompt_dir: str = ""
     #: words drawn per primitive type from D for each query (the paper's random subset)
     vocab_size: int = 30

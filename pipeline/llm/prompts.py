@@ -1,4 +1,4 @@
-"""Prompt templates (``pipeline/llm/templates/*.txt``, shipped inside the package) and the per-query random subset of the dictionary D.
+"""Prompt templates (the top-level ``prompts/*.txt``, shipped inside the wheel) and the per-query random subset of the dictionary D.
 
 The templates are plain files so a prompt change is a reviewed diff; their version and a hash of their text go
 into every cache key (``PromptSet.fingerprint``), so an edited template never serves old answers.
@@ -58,7 +58,7 @@ class PromptSet:
 
 
 def find_prompt_dir(override: str = "") -> Path:
-    """The template directory: ``override``, else ``$SHINE_PROMPTS_DIR``, else the package's ``templates/``."""
+    """The template directory: ``override``, else ``$SHINE_PROMPTS_DIR``, else the top-level ``prompts/``."""
     tried: list[Path] = []
     for cand in (override, os.environ.get("SHINE_PROMPTS_DIR", "")):
         if cand:
@@ -66,8 +66,9 @@ def find_prompt_dir(override: str = "") -> Path:
             if path.is_dir():
                 return path
             tried.append(path)
-    # package data: present in editable and wheel installs alike
-    path = Path(__file__).resolve().parent / "templates"
+    # top-level prompts/ beside the pipeline package: the repository root in a checkout or an editable install,
+    # site-packages in a wheel install (pyproject ships it as package data)
+    path = Path(__file__).resolve().parents[2] / "prompts"
     if path.is_dir():
         return path
     tried.append(path)
