@@ -4,10 +4,17 @@ PipelineError
   ├ ConfigError            bad setting; names the valid choices
   ├ DataError              bad or missing input: names the file, line or qid and the fix
   │    └ SchemaError       a Parquet table does not have the schema fixed in code
-  └ BackendError
-       ├ TransientBackendError   429, 5xx, timeout: retried
-       ├ FatalBackendError       401, bad model name: not retried
-       └ BudgetExceededError     the run's dollar or request budget is spent: stops cleanly
+  │    └ LineageError      tables of one run directory were built from different inputs (a stale table)
+  ├ BackendError
+  │    ├ TransientBackendError   429, 5xx, timeout: retried
+  │    ├ FatalBackendError       401, bad model name: not retried
+  │    └ BudgetExceededError     the run's dollar or request budget is spent: stops cleanly
+  ├ IncompleteRunError     rows were never answered (outage, budget stop): nothing recorded as finished (exit 3)
+  ├ BelowMinValidError     the table is complete but its valid fraction is below min_valid (exit 4)
+  └ RunDirInUseError       another run holds the run directory's lock (exit 5)
+
+Every class carries ``exit_status``, the documented exit status of the ``shine`` CLI for it
+(docs/run-integrity.md): 2 bad input or config, 3 incomplete, 4 below min_valid, 5 run directory in use.
 """
 
 from __future__ import annotations
@@ -21,11 +28,18 @@ __all__ = [
     "TransientBackendError",
     "FatalBackendError",
     "BudgetExceededError",
+    "LineageError",
+    "IncompleteRunError",
+    "BelowMinValidError",
+    "RunDirInUseError",
 ]
 
 
 class PipelineError(Exception):
     """Base of every error the pipeline raises on purpose."""
+
+    #: exit status of the ``shine`` CLI for this error: fix the input or config and rerun
+    exit_status: int = 2
 
 
 class ConfigError(PipelineError):
@@ -58,3 +72,32 @@ class FatalBackendError(BackendError):
 
 class BudgetExceededError(BackendError):
     """The configured dollar or request budget is spent."""
+
+
+class LineageError(DataError):
+    """Tables that must belong to one run were built from different inputs; names the stale file and the fix."""
+
+
+class IncompleteRunError(PipelineError):
+    """Some rows were never answered (outage, budget stop); the stage is not finished and its table not written.
+
+    ``counts`` maps each cause ("connection", "timeout", "http_5xx", ...) to its number of rows.
+    """
+
+    exit_status = 3
+
+    def __init__(self, message: str, counts: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.counts = dict(counts or {})
+
+
+class BelowMinValidError(PipelineError):
+    """Every row was answered and the table is written, but a level's valid fraction is below ``min_valid``."""
+
+    exit_status = 4
+
+
+class RunDirInUseError(PipelineError):
+    """Another live run holds the lock of this run directory."""
+
+    exit_status = 5

@@ -66,6 +66,9 @@ class LevelFill:
     filled_words: tuple[str, ...]
     valid: bool
     invalid_reasons: tuple[str, ...] = ()
+    #: "" when the provider answered (valid or not); else why not: "connection", "timeout", "http_5xx",
+    #: "http_429", "budget", "expired" or "no_answer" (such a row is asked again by the next run)
+    unanswered: str = ""
 
 
 @dataclass(frozen=True)
