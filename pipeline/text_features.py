@@ -55,6 +55,7 @@ from pipeline.manifest import package_versions
 from pipeline.stages import RunState, StageReport, fingerprint, iter_chunks, stage_logger
 from pipeline.tables import atomic_path, sha256_file, write_arrow
 from pipeline.text_encoders import ENCODERS, TextEncoder, encoder_identity, load_encoder
+from shine.files import follow_umask
 
 __all__ = [
     "TextFeaturesConfig",
@@ -219,6 +220,7 @@ def _assemble(out: Path, cdir: Path, n_chunks: int, dim: int, dtype: np.dtype, m
             raise DataError(f"chunk file {cdir / f'{i:06d}.bin'} is not {expected} bytes; delete {cdir} and rerun")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    follow_umask(tmp)  # mkdtemp makes 0700; the store must follow the umask like the rest of the run
     try:
         feat_hash = hashlib.sha256()
         with open(tmp / "features.npy", "wb") as fh:

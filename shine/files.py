@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "sha256_file"]
+__all__ = ["atomic_path", "sha256_file", "current_umask", "follow_umask"]
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -19,6 +19,31 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` can only be read by setting it, which races
+    with other threads creating files); falls back to that set-and-restore where /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: str | Path) -> None:
+    """Give ``path`` the mode a plain ``open``/``mkdir`` would have given it (0666/0777 less the umask).
+
+    ``tempfile.mkstemp``/``mkdtemp`` create 0600 files and 0700 directories on purpose; renamed into place they
+    would keep that mode, and a run directory on shared storage would be unreadable to the rest of the group.
+    """
+    path = Path(path)
+    base = 0o777 if path.is_dir() else 0o666
+    os.chmod(path, base & ~current_umask())
 
 
 @contextmanager
@@ -32,6 +57,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    follow_umask(tmp)
     try:
         yield tmp
         with open(tmp, "rb") as fh:

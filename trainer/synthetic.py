@@ -60,6 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shine.files import follow_umask
 from trainer.chance import chance_levels
 from trainer.data.annotations import Annotation, write_annotations
 from trainer.data.text_store import TextStoreWriter
@@ -285,6 +286,7 @@ def make_synthetic(out: str | Path, seed: int = 0, size: str = "default", *, tex
         raise DataError(f"{out} exists and is not empty; pass --overwrite or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    follow_umask(tmp)  # mkdtemp makes 0700; the data set is shared like any directory
     try:
         meta = _build(tmp, seed, SIZES[size], text_format, settings)
         meta["size"] = size

@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shine.files import follow_umask
 from trainer.errors import DataError
 
 __all__ = [
@@ -90,6 +91,7 @@ class TextStoreWriter:
         self.encoder, self.dim, self.dtype = encoder, int(dim), dtype
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+        follow_umask(self._tmp)  # mkdtemp makes 0700; the finished store must follow the umask
         self._raw = open(self._tmp / "features.raw", "wb")  # noqa: SIM115 - closed in close()/abort()
         self._qids: list[str] = []
         self._variants: list[str] = []
