@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from pipeline.config import DATASETS
@@ -44,11 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     q.add_argument("path", help="run directory (the --out of build-negatives)")
     q.add_argument("--qid", action="append", help="only these qids (repeatable)")
-    q.add_argument("--level", action="append", type=int, help="only these levels (repeatable)")
+    q.add_argument("--level", action="append", type=_count(1), help="only these levels (repeatable)")
     validity = q.add_mutually_exclusive_group()
     validity.add_argument("--valid", dest="valid", action="store_const", const=True, help="only valid negatives")
     validity.add_argument("--invalid", dest="valid", action="store_const", const=False, help="only invalid negatives")
-    q.add_argument("--sample", type=int, default=10, help="number of queries to show (0: all)")
+    q.add_argument("--sample", type=_count(0), default=10, help="number of queries to show (0: all)")
     q.add_argument("--seed", type=int, default=0, help="seed of the sample")
     q.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
     q.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
@@ -69,13 +70,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.set_defaults(func=_fetch_data)
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (a negative --sample used to end in a pandas traceback)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def _build_negatives(args: argparse.Namespace) -> int:
+    from pipeline.config import check_config, with_backend
     from pipeline.flow import build_negatives, resolve_config
     from shine.configs import parse_overrides
+    from shine.paths import check_out_dir
 
     overrides = parse_overrides(args.overrides)
-    # a bad setting fails here, before Prefect starts, with one readable line
-    resolve_config(args.dataset, args.config_file, overrides)
+    # secret-bearing --set values (auth headers, base_url credentials) move into variables of this process, which
+    # runs the flow: only the variables' names become flow parameters (stored in Prefect's database) and config
+    overrides = _secrets_to_env(overrides)
+    # a bad setting or an unusable --out fails here, before Prefect starts, with one readable line
+    check_config(resolve_config(args.dataset, args.config_file, with_backend(overrides, args.backend, args.model)))
+    check_out_dir(args.out)
     summary = build_negatives(
         out=args.out,
         dataset=args.dataset,
@@ -95,11 +117,23 @@ def _build_negatives(args: argparse.Namespace) -> int:
     return 0
 
 
+def _secrets_to_env(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``pipeline.llm.secrets.move_secrets_to_env`` when the LLM backends are installed."""
+    try:
+        from pipeline.llm.secrets import move_secrets_to_env
+    except ModuleNotFoundError:
+        return overrides
+    return move_secrets_to_env(overrides)
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     print(f"build-negatives finished in {summary['seconds']:.1f} s -> {summary['out']}")
     for name, rep in summary["stages"].items():
         print(f"  {name:<11} {rep['status']:<8} {rep['rows']:>8} rows  {rep['seconds']:>8.2f} s  {summary['tables'][name]}")
     print(f"  windows clipped to the duration: {summary['clipped_windows']}")
+    if summary.get("valid_fraction"):
+        shown = "  ".join(f"level {lv} {frac:.1%}" for lv, frac in summary["valid_fraction"].items())
+        print(f"  valid fraction: {shown}  (min_valid {summary.get('min_valid', 0):g})")
     print(f"  manifest: {Path(summary['out']) / 'manifest.json'}")
 
 
@@ -116,6 +150,10 @@ def _fetch_data(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from pipeline.summary import filter_view, level_stats, load_view, view_html, view_markdown
 
+    if args.html:
+        from shine.paths import check_out_file
+
+        check_out_file(args.html, "--html")  # before reading the tables, not after
     view = load_view(args.path)
     shown = filter_view(view, args.qid, args.level, args.valid, args.sample or None, args.seed)
     if args.html:

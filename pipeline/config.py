@@ -19,6 +19,8 @@ __all__ = [
     "PipelineConfig",
     "DATASET_PRESETS",
     "DATASETS",
+    "with_backend",
+    "check_config",
 ]
 
 DATASETS: tuple[str, ...] = ("charades-cg", "anet-cg", "custom")
@@ -32,6 +34,14 @@ class LoadConfig:
     #: naming the line; "skip" drops the query and lists it in manifest.json (the public ActivityNet-CG
     #: train file has 4 such windows, so its preset skips)
     invalid_windows: Literal["error", "skip"] = "error"
+    #: longest query accepted, in characters. The longest public query (ActivityNet-CG train) has 373; spaCy
+    #: refuses texts over 1M characters (its E088) and tags long ones slowly, so a pasted document is refused
+    #: at load, naming the qid.
+    max_query_chars: int = 5000
+
+    def __post_init__(self) -> None:
+        if self.max_query_chars < 1:
+            raise ValueError(f"Expected load.max_query_chars >= 1, got {self.max_query_chars}")
 
 
 @dataclass(frozen=True)
@@ -102,8 +112,12 @@ class MaskConfig:
         for r in self.ratios:
             if not 0.0 < r <= 1.0:
                 raise ValueError(f"Expected every ratio in (0, 1], got {r}")
-        if list(self.ratios) != sorted(self.ratios):
-            raise ValueError(f"Expected ratios in increasing order (levels are nested), got {list(self.ratios)}")
+        if any(b <= a for a, b in zip(self.ratios, self.ratios[1:])):
+            # equal ratios give identical levels that would all count as valid negatives
+            raise ValueError(
+                f"Expected mask.ratios strictly increasing in (0, 1] (each level masks more than the one before), "
+                f"got {list(self.ratios)}; e.g. [0.25, 0.5, 0.75]"
+            )
         known = {"VERB", "NOUN", "PROPN", "ADJ", "ADP", "ADV"}
         for group in self.category_order:
             for pos in group.split("|"):
@@ -123,10 +137,15 @@ class BackendConfig:
     chunk_size: int = 2000
     #: backend-specific settings, validated by the backend itself
     options: dict[str, Any] = field(default_factory=dict)
+    #: the valid fraction every level must reach, else the run fails (exit 4) after writing its table;
+    #: None: 0.8 for LLM backends, 0 for offline ones (docs/run-integrity.md says why)
+    min_valid: float | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
             raise ValueError(f"Expected backend.chunk_size >= 1, got {self.chunk_size}")
+        if self.min_valid is not None and not 0.0 <= self.min_valid <= 1.0:
+            raise ValueError(f"Expected backend.min_valid in [0, 1], got {self.min_valid}")
 
 
 @dataclass(frozen=True)
@@ -151,3 +170,56 @@ DATASET_PRESETS: dict[str, dict[str, Any]] = {
     "anet-cg": {"dataset": "anet-cg", "mask": {"ratios": [0.1, 0.3, 0.5]}, "load": {"invalid_windows": "skip"}},
     "custom": {"dataset": "custom"},
 }
+
+
+def with_backend(overrides: dict[str, Any] | None, backend: str | None, model: str | None) -> dict[str, Any]:
+    """``overrides`` with the ``--backend`` / ``--model`` options folded into its ``backend`` layer.
+
+    >>> with_backend({"seed": 1}, "openai", None)
+    {'seed': 1, 'backend': {'name': 'openai', 'model': ''}}
+    """
+    extra: dict[str, Any] = dict(overrides or {})
+    layer = dict(extra.get("backend", {}))
+    if backend is not None:
+        layer["name"] = backend
+        if backend != "random" and model is None and layer.get("model") is None:
+            layer["model"] = ""  # an LLM backend picks its own default model
+    if model is not None:
+        layer["model"] = model
+    if layer:
+        extra["backend"] = layer
+    return extra
+
+
+def check_config(cfg: PipelineConfig) -> PipelineConfig:
+    """Check what the dataclasses cannot: the backend name, its model and its options. Returns ``cfg``.
+
+    Called by the CLI and at the start of the flow, so ``--backend gpt5``, ``--model bogus`` or a
+    ``backend.options`` type error fails in one line before the load stage, not after pos has run.
+    """
+    from pipeline.backends.random_backend import RANDOM_VARIANTS
+    from pipeline.errors import ConfigError
+
+    b = cfg.backend
+    if b.name == "random":
+        if b.model not in RANDOM_VARIANTS:
+            raise ConfigError(f"backend.model: the random backend's model is one of {list(RANDOM_VARIANTS)}, "
+                              f"got {b.model!r}")
+        if b.options:
+            raise ConfigError(f"backend.options: the random backend takes no options, got {sorted(b.options)}")
+        return cfg
+    try:
+        import pipeline.llm as llm
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("pipeline.llm"):
+            raise ConfigError(f"backend.name: expected 'random' (the LLM backends are not installed), got {b.name!r}") from exc
+        raise
+    names = ["random", *llm.LLM_BACKENDS]
+    if b.name not in names:
+        raise ConfigError(f"backend.name: expected one of {names}, got {b.name!r}")
+    check = getattr(llm, "check_llm_config", None)
+    if check is not None:
+        check(b)
+    else:  # the LLM package's own parsing: model names, option types, limits
+        llm.resolve_limits(llm.parse_llm_config(b.name, b.model, b.seed, dict(b.options)))
+    return cfg

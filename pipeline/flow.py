@@ -3,6 +3,11 @@
 One task per stage; each task works on chunks of queries, writes its table atomically and skips itself
 when an earlier run finished with the same inputs and config. Runs in Prefect's ephemeral mode by default
 (no server needed); served as a deployment where ``PREFECT_API_URL`` points at a server.
+
+The flow holds the run directory's lock (``pipeline.run_lock``) from start to end, writes ``manifest.json``
+with status "running" before any stage and rewrites it at the end with "finished", "incomplete" (rows never
+answered) or "failed" and the one-line reason, so the manifest never names another run's inputs. A failed
+or incomplete run raises, so its Prefect flow run ends Failed, never Completed.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipeline import steps
-from pipeline.config import DATASET_PRESETS, PipelineConfig
+from pipeline.config import DATASET_PRESETS, PipelineConfig, check_config, with_backend
 from pipeline.datasets import default_input
-from pipeline.errors import ConfigError
+from pipeline.errors import BelowMinValidError, ConfigError, IncompleteRunError
 from pipeline.manifest import write_manifest
-from pipeline.stages import RunState, StageReport
+from pipeline.run_lock import RunLock
+from pipeline.stages import RunState, StageReport, stage_logger
 from pipeline.summary import summary_markdown
 from shine.configs import layered, load_yaml, to_dict
 
@@ -101,49 +107,80 @@ def build_negatives(
     Returns the run summary (stage reports, row counts, paths) that is also in ``manifest.json``.
     """
     t0 = time.perf_counter()
-    extra: dict[str, Any] = dict(overrides or {})
-    backend_layer = dict(extra.get("backend", {}))
-    if backend is not None:
-        backend_layer["name"] = backend
-        if backend != "random" and model is None and backend_layer.get("model") is None:
-            backend_layer["model"] = ""  # an LLM backend picks its own default model
-    if model is not None:
-        backend_layer["model"] = model
-    if backend_layer:
-        extra["backend"] = backend_layer
-    cfg = resolve_config(dataset, config_file, extra)
+    # the whole config (backend name, model and options included) is checked before any stage runs
+    cfg = check_config(resolve_config(dataset, config_file, with_backend(overrides, backend, model)))
     paths = [Path(p) for p in inputs] if inputs else [default_input(dataset, split, data_dir)]
     specs = [steps.InputSpec(path=p, split=split, tag=tag) for p in paths]
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = RunState(out_dir)
+    with RunLock(out_dir, warn=stage_logger().warning):
+        state = RunState(out_dir)
+        base: dict[str, Any] = {
+            "out": str(out_dir.resolve()),
+            "run_id": state.run_id,
+            "dataset": dataset,
+            "split": split,
+            "config": to_dict(cfg),
+            "inputs": [{"path": str(p), "split": split} for p in paths],
+        }
+        write_manifest(out_dir, {**base, "status": "running"})
+        reports: list[StageReport] = []
+        try:
+            reports.append(load_task(state, specs, cfg))
+            for stage_task in (pos_task, dictionary_task, masked_task, negatives_task):
+                reports.append(stage_task(state, cfg))
+            fractions = steps.valid_fractions(out_dir / "negatives.parquet")
+            summary = _summary(base, reports, out_dir, fractions, steps.min_valid_for(cfg.backend), t0)
+            gate = _min_valid_failure(fractions, summary["min_valid"], out_dir)
+            summary["status"] = "failed" if gate else "finished"
+            if gate:
+                summary["error"] = f"BelowMinValidError: {gate}"
+            write_manifest(out_dir, summary)
+            markdown = summary_markdown(out_dir, summary)
+            create_markdown_artifact(key=f"negatives-{dataset}", markdown=markdown, description=f"build-negatives {out_dir}")
+            if gate:
+                raise BelowMinValidError(gate)
+            return summary
+        except BelowMinValidError:
+            raise
+        except BaseException as exc:
+            # the manifest says what happened to this run; the error itself goes up unchanged
+            status = "incomplete" if isinstance(exc, IncompleteRunError) else "failed"
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+            failed = {**base, "status": status, "error": reason, "seconds": round(time.perf_counter() - t0, 3),
+                      "stages": {r.stage: r.as_dict() for r in reports}, "rows": {r.stage: r.rows for r in reports}}
+            if isinstance(exc, IncompleteRunError):
+                failed["unanswered"] = exc.counts
+            write_manifest(out_dir, failed)
+            raise
 
-    reports = [
-        load_task(state, specs, cfg),
-        pos_task(state, cfg),
-        dictionary_task(state, cfg),
-        masked_task(state, cfg),
-        negatives_task(state, cfg),
-    ]
 
-    summary: dict[str, Any] = {
-        "out": str(out_dir.resolve()),
-        "dataset": dataset,
-        "split": split,
-        "config": to_dict(cfg),
+def _summary(base: dict[str, Any], reports: list[StageReport], out_dir: Path, fractions: dict[int, float],
+             min_valid: float, t0: float) -> dict[str, Any]:
+    """The run summary written to manifest.json and returned by the flow."""
+    return {
+        **base,
         "inputs": reports[0].details.get("inputs", []),
         "clipped_windows": reports[0].details.get("clipped_windows", 0),
         "skipped_queries": reports[0].details.get("skipped_queries", []),
         "stages": {r.stage: r.as_dict() for r in reports},
         "rows": {r.stage: r.rows for r in reports},
         "backend_stats": reports[-1].details.get("backend_stats", {}),
+        "valid_fraction": {str(level): frac for level, frac in fractions.items()},
+        "min_valid": min_valid,
         "seconds": round(time.perf_counter() - t0, 3),
         "tables": {r.stage: str(out_dir / r.output) for r in reports},
     }
-    write_manifest(out_dir, summary)
-    markdown = summary_markdown(out_dir, summary)
-    create_markdown_artifact(key=f"negatives-{dataset}", markdown=markdown, description=f"build-negatives {out_dir}")
-    return summary
+
+
+def _min_valid_failure(fractions: dict[int, float], min_valid: float, out_dir: Path) -> str:
+    """The one-line reason a run fails its quality gate ("" when every level reaches ``min_valid``)."""
+    below = {level: frac for level, frac in fractions.items() if frac < min_valid}
+    if not below:
+        return ""
+    shown = ", ".join(f"level {level} {frac:.1%}" for level, frac in fractions.items())
+    return (f"negatives: valid fraction below backend.min_valid={min_valid:g} at level(s) {sorted(below)} ({shown}); "
+            f"the table is complete and written: look at the invalid rows with `shine inspect {out_dir} --invalid`, "
+            "then fix the model/prompt or lower backend.min_valid")
 
 
 def run_build_negatives(**kwargs: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ long stages). Every function returns a :class:`~pipeline.stages.StageReport`.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,23 +18,68 @@ import pyarrow as pa
 
 from pipeline import tables
 from pipeline.backends.base import FillRequest, MaskedLevel, fill_all
-from pipeline.backends.registry import make_backend
+from pipeline.backends.registry import OFFLINE_BACKENDS, make_backend
 from pipeline.config import BackendConfig, DictionaryConfig, LoadConfig, MaskConfig, PosConfig
 from pipeline.dictionary import build_dictionary
-from pipeline.errors import DataError
+from pipeline.errors import DataError, IncompleteRunError
+from pipeline.lineage import check_together
 from pipeline.load import load_annotations
 from pipeline.masking import MaskRule
 from pipeline.nlp import load_nlp, model_info
 from pipeline.pos import DocStream, tag_docs
-from pipeline.stages import RunState, StageReport, fingerprint, run_chunked, run_whole
+from pipeline.stages import RunState, StageReport, fingerprint, register_stage, run_chunked, run_whole
 from shine.configs import to_dict
 
-__all__ = ["InputSpec", "TABLE_FILES", "load_step", "pos_step", "dictionary_step", "masked_step", "negatives_step"]
+__all__ = [
+    "InputSpec",
+    "TABLE_FILES",
+    "TABLE_INPUTS",
+    "LLM_MIN_VALID",
+    "min_valid_for",
+    "valid_fractions",
+    "load_step",
+    "pos_step",
+    "dictionary_step",
+    "masked_step",
+    "negatives_step",
+]
 
 #: bump a stage's version when its code changes what it writes: finished runs then recompute it
 STAGE_VERSIONS: dict[str, int] = {"queries": 1, "pos": 1, "dictionary": 1, "masked": 1, "negatives": 1}
 
 TABLE_FILES: dict[str, str] = {name: f"{name}.parquet" for name in STAGE_VERSIONS}
+
+#: the tables each stage reads (its lineage; a stage that recomputes removes everything downstream of it)
+TABLE_INPUTS: dict[str, tuple[str, ...]] = {
+    "queries": (),
+    "pos": ("queries",),
+    "dictionary": ("pos", "queries"),
+    "masked": ("pos",),
+    "negatives": ("masked", "dictionary", "pos", "queries"),
+}
+for _name, _inputs in TABLE_INPUTS.items():
+    register_stage(_name, _inputs)
+
+#: default ``backend.min_valid`` of LLM backends (offline ones: 0). A healthy model with re-asks answers well
+#: above this; a run below it has a wrong model, prompt or parser, and must not pass for a good table.
+LLM_MIN_VALID = 0.8
+
+#: one line per cause of an unanswered row, in the order the summary line lists them
+_CAUSES: tuple[str, ...] = ("connection", "timeout", "http_5xx", "http_429", "budget", "expired", "no_answer")
+
+
+def min_valid_for(cfg: BackendConfig) -> float:
+    """The valid fraction every level must reach: ``cfg.min_valid``, else 0.8 for LLM backends, 0 offline."""
+    if cfg.min_valid is not None:
+        return float(cfg.min_valid)
+    return 0.0 if cfg.name in OFFLINE_BACKENDS else LLM_MIN_VALID
+
+
+def valid_fractions(path: Path) -> dict[int, float]:
+    """Valid fraction per level of a negatives table (levels ascending)."""
+    neg = tables.read_table(path, tables.NEGATIVES, columns=["level", "valid"])
+    grouped = neg.groupby("level")["valid"].mean()
+    return {int(level): round(float(frac), 4) for level, frac in grouped.items()}
 
 
 @dataclass(frozen=True)
@@ -79,7 +125,7 @@ def load_step(state: RunState, inputs: list[InputSpec], cfg: LoadConfig | None =
         clipped += result.clipped_windows
     columns = {name: [r[name] for r in rows] for name in tables.QUERIES.names}
     details = {"inputs": facts, "clipped_windows": clipped, "skipped_queries": skipped}
-    return run_whole(state, "queries", fp, lambda: _arrow(columns, tables.QUERIES), out, details)
+    return run_whole(state, "queries", fp, lambda: _arrow(columns, tables.QUERIES), out, details, inputs=TABLE_INPUTS["queries"])
 
 
 def _arrow(columns: dict[str, list], schema: pa.Schema) -> pa.Table:
@@ -105,7 +151,8 @@ def pos_step(state: RunState, cfg: PosConfig, on_chunk: Callable[[int], None] | 
     def compute(start: int, stop: int) -> pa.Table:
         return _arrow(tag_docs(qids[start:stop], stream.take(start, stop)), tables.POS)
 
-    return run_chunked(state, "pos", fp, len(qids), cfg.chunk_size, compute, out, on_chunk=on_chunk)
+    return run_chunked(state, "pos", fp, len(qids), cfg.chunk_size, compute, out, on_chunk=on_chunk,
+                       inputs=TABLE_INPUTS["pos"])
 
 
 def dictionary_step(state: RunState, cfg: DictionaryConfig, splits: tuple[str, ...] = ("train",)) -> StageReport:
@@ -126,7 +173,8 @@ def dictionary_step(state: RunState, cfg: DictionaryConfig, splits: tuple[str, .
     pos = pos[keep]
     words = pos["lemma"] if cfg.form == "lemma" else pos["tokens"]
     df = build_dictionary(words, pos["pos"], cfg.min_count)
-    return run_whole(state, "dictionary", fp, lambda: _arrow({c: df[c].tolist() for c in df.columns}, tables.DICTIONARY), out)
+    return run_whole(state, "dictionary", fp, lambda: _arrow({c: df[c].tolist() for c in df.columns}, tables.DICTIONARY), out,
+                     inputs=TABLE_INPUTS["dictionary"])
 
 
 def masked_step(state: RunState, cfg: MaskConfig) -> StageReport:
@@ -150,7 +198,7 @@ def masked_step(state: RunState, cfg: MaskConfig) -> StageReport:
             cols["original_words"].append(list(lv.original_words))
             cols["primitives"].append(list(lv.primitives))
             cols["n_maskable"].append(n_maskable)
-    return run_whole(state, "masked", fp, lambda: _arrow(cols, tables.MASKED), out)
+    return run_whole(state, "masked", fp, lambda: _arrow(cols, tables.MASKED), out, inputs=TABLE_INPUTS["masked"])
 
 
 def _requests(pos: Any, masked: Any, n_levels: int, mask_token: str, start: int, stop: int) -> list[FillRequest]:
@@ -192,7 +240,9 @@ def negatives_step(
     """Stage 5: fill every masked level through the configured backend -> negatives.parquet (chunked)."""
     out = _table(state.out, "negatives")
     backend_cfg = to_dict(cfg)
+    # neither changes a row: the chunk size is the unit of resume, min_valid a gate applied afterwards
     backend_cfg.pop("chunk_size")
+    backend_cfg.pop("min_valid", None)
     fp = fingerprint(
         "negatives",
         {
@@ -205,6 +255,9 @@ def negatives_step(
     done = state.finished("negatives", fp, out)
     if done is not None:
         return done
+    inputs = TABLE_INPUTS["negatives"]
+    check_together({name: _table(state.out, name) for name in inputs},
+                   f"rerun `shine build-negatives --out {state.out}` with the inputs you want (it rebuilds the stale tables)")
     dictionary = tables.read_table(_table(state.out, "dictionary"), tables.DICTIONARY)
     pos = tables.read_table(_table(state.out, "pos"), tables.POS, columns=["qid", "tokens"])
     masked = tables.read_table(_table(state.out, "masked"), tables.MASKED)
@@ -219,10 +272,17 @@ def negatives_step(
     pos_cols = {"qid": pos["qid"].tolist(), "tokens": pos["tokens"].tolist(), "query": queries["query"].tolist()}
     masked_cols = {c: masked[c].tolist() for c in masked.columns}
     backend = make_backend(cfg, dictionary, state.out)
+    unanswered: Counter[str] = Counter()
 
-    def compute(start: int, stop: int) -> pa.Table:
+    def compute(start: int, stop: int) -> pa.Table | None:
         reqs = _requests(pos_cols, masked_cols, n_levels, mask_cfg.mask_token, start, stop)
         responses = asyncio.run(fill_all(backend, reqs))
+        # a row the provider never answered (outage, budget stop) must not be saved as an answer: the chunk
+        # stays unsaved and the next run asks again (answered rows come back from the ledger and cache)
+        missing = Counter(fill.unanswered for resp in responses for fill in resp.fills if fill.unanswered)
+        if missing:
+            unanswered.update(missing)
+            return None
         cols: dict[str, list] = {name: [] for name in tables.NEGATIVES.names}
         for req, resp in zip(reqs, responses):
             for lv, fill in zip(req.levels, resp.fills):
@@ -243,13 +303,28 @@ def negatives_step(
                 cols["latency_s"].append(resp.latency_s)
         return _arrow(cols, tables.NEGATIVES)
 
+    def incomplete(unfinished: list[int]) -> IncompleteRunError:
+        n = sum(unanswered.values())
+        causes = ", ".join(f"{c} {unanswered[c]}" for c in sorted(unanswered, key=_cause_order))
+        return IncompleteRunError(
+            f"negatives: {n} of {n_levels * len(pos)} rows were not answered ({causes}) in {len(unfinished)} chunk(s); "
+            f"the stage is not finished and negatives.parquet was not written; rerun the same command to ask again "
+            f"for exactly these {n} rows (answered ones are kept in the run's ledger and cache)",
+            counts=dict(unanswered),
+        )
+
     try:
         return run_chunked(
             state, "negatives", fp, len(pos), cfg.chunk_size, compute, out, on_chunk=on_chunk,
-            details=lambda: {"backend_stats": _backend_stats(backend)},
+            details=lambda: {"backend_stats": _backend_stats(backend)}, inputs=inputs, rows_per_item=n_levels,
+            incomplete=incomplete,
         )
     finally:
         _close_backend(backend)
+
+
+def _cause_order(cause: str) -> tuple[int, str]:
+    return (_CAUSES.index(cause) if cause in _CAUSES else len(_CAUSES), cause)
 
 
 def _backend_stats(backend: Any) -> dict[str, Any]:

