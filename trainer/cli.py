@@ -119,10 +119,38 @@ def _checkpoint_path(args: argparse.Namespace) -> Path:
     return path / "checkpoints" / "best.pt" if path.is_dir() else path
 
 
+def _cmd_evaluate_predictions(args: argparse.Namespace) -> int:
+    import json
+
+    from shine.files import atomic_path
+    from trainer.submission_eval import evaluate_files
+
+    def report(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    result = evaluate_files(args.predictions, args.gt, match_number=not args.subset, layout=args.layout,
+                            clip_length=args.clip_length, report=report)
+    text = json.dumps(result, indent=4)
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(text + "\n", encoding="utf-8")
+        print(f"metrics: {Path(args.json).resolve()}", file=sys.stderr)
+    print(text)
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from shine.configs import parse_overrides
+    from trainer.errors import ConfigError
     from trainer.runner import evaluate_checkpoint
 
+    if args.predictions or args.gt:
+        if args.checkpoint or not (args.predictions and args.gt):
+            raise ConfigError("give --predictions PRED.jsonl with --gt GT.jsonl (a submission file), "
+                              "or --checkpoint (a trained run), not both")
+        return _cmd_evaluate_predictions(args)
+    if not args.checkpoint:
+        raise ConfigError("shine evaluate needs --checkpoint RUN, or --predictions PRED.jsonl --gt GT.jsonl")
     ckpt = _checkpoint_path(args)
     default = ckpt.parent.parent / "eval" if ckpt.parent.name == "checkpoints" else ckpt.parent / f"{ckpt.stem}_eval"
     out = Path(args.out) if args.out else default
@@ -172,8 +200,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     config_options(p)
     p.set_defaults(func=_cmd_train)
 
-    p = subparsers.add_parser("evaluate", help="evaluate a checkpoint on test splits (metrics + predictions)")
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a .pt file, or a run directory (uses best.pt)")
+    p = subparsers.add_parser("evaluate", help="evaluate a checkpoint on test splits, or a submission file "
+                              "(QD-DETR's standalone evaluation)",
+                              description="Either --checkpoint (metrics + predictions of a trained run) or "
+                              "--predictions with --gt: every number of QD-DETR's standalone_eval/eval.py for a "
+                              "Moment-DETR submission JSONL, same layout, keys and rounding (docs/evaluation.md).")
+    p.add_argument("--checkpoint", metavar="PATH", help="a .pt file, or a run directory (uses best.pt)")
+    p.add_argument("--predictions", metavar="PRED.jsonl",
+                   help="submission: {qid, pred_relevant_windows: [[start, end, score], ...], pred_saliency_scores?}")
+    p.add_argument("--gt", metavar="GT.jsonl", help="ground truth: {qid, relevant_windows, ...} per line")
+    p.add_argument("--json", metavar="OUT", help="also write the metrics JSON here")
+    p.add_argument("--layout", choices=("shine", "qd-detr"), default="shine",
+                   help="shine: QD-DETR's keys plus SHINE's mIoU keys; qd-detr: exactly QD-DETR's keys")
+    p.add_argument("--subset", action="store_true",
+                   help="evaluate the qids both files share (official match_number=False) instead of failing")
+    p.add_argument("--clip-length", type=float, default=2.0, metavar="S",
+                   help="clip length of relevant_clip_ids for HL metrics [2.0, QVHighlights]")
     p.add_argument("--split", action="append", metavar="NAME=FILE",
                    help="split to evaluate (repeatable; default: the config's test splits)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: RUN/eval)")
