@@ -146,7 +146,12 @@ class MomentMetrics:
 
     @torch.no_grad()
     def update(self, pred: Tensor, scores: Tensor, gt: Tensor, gt_mask: Tensor) -> None:
-        """pred (N, K, 2), scores (N, K), gt (N, M, 2), gt_mask (N, M); seconds (or any common unit)."""
+        """pred (N, K, 2), scores (N, K), gt (N, M, 2), gt_mask (N, M); seconds (or any common unit).
+
+        IoUs are computed in float64 whatever the input dtype: in float32 an IoU of 0.49999999 can come out as
+        0.5 and flip R1@0.5 (the standalone evaluator, :mod:`trainer.submission_eval`, computes in float64 too).
+        """
+        pred, gt = pred.double(), gt.double()
         best = best_gt_iou(pred, scores, gt, gt_mask)
         thr = torch.as_tensor(self.r1_thresholds, dtype=best.dtype, device=best.device)
         self.r1_hits += (best[:, None] >= thr).sum(dim=0).double().cpu()
