@@ -57,6 +57,7 @@ from pipeline.stages import RunState, StageReport, fingerprint, iter_chunks, sta
 from pipeline.tables import atomic_path, sha256_file, write_arrow
 from pipeline.text_encoders import ENCODERS, TextEncoder, encoder_identity, load_encoder
 from shine.files import follow_umask
+from shine.progress import format_duration
 
 __all__ = [
     "TextFeaturesConfig",
@@ -329,15 +330,23 @@ def text_features_step(
         log.info("%s: resuming, %d of %d chunks already done", stage, reused, len(chunks))
     enc: TextEncoder | None = encoder
     computed = 0
+    # rate and ETA count the texts encoded here, after the model load (reused chunks and the load would skew them)
+    todo = sum((stop - start) * len(VARIANTS) for i, start, stop in chunks if not (cdir / f"{i:06d}.parquet").is_file())
+    encoded, t_enc = 0, 0.0
     for index, start, stop in chunks:
         if (cdir / f"{index:06d}.parquet").is_file():
             continue
         if enc is None:
             enc = load_encoder(cfg.encoder, cfg.model_path, batch_size=cfg.batch_size, device=cfg.device,
                                seed=cfg.encoder_seed, dim=cfg.dim)
+        t_chunk = time.perf_counter()
         _write_chunk(cdir, index, entries[start * 4 : stop * 4], enc, dtype)
         computed += 1
-        log.info("%s: chunk %d/%d done (%d/%d queries)", stage, index + 1, len(chunks), stop, n_queries)
+        encoded += (stop - start) * len(VARIANTS)
+        t_enc += time.perf_counter() - t_chunk
+        rate = encoded / max(t_enc, 1e-9)
+        log.info("%s: chunk %d/%d done (%d/%d queries) | %.0f texts/s | ETA %s", stage, index + 1, len(chunks),
+                 stop, n_queries, rate, format_duration(max(todo - encoded, 0) / rate))
         if on_chunk is not None:
             on_chunk(index)
     described = getattr(enc, "describe", None)

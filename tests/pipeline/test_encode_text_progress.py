@@ -1,0 +1,46 @@
+"""encode-text logs one line per chunk with its encoding rate and the time left."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from pipeline import steps
+from pipeline.config import PipelineConfig
+from pipeline.stages import RunState
+from pipeline.text_features import TextFeaturesConfig, text_features_step
+
+N, CHUNK = 12, 4  # 3 chunks
+
+
+@pytest.fixture(scope="module")
+def neg_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = shared_data / "charades_cg/charades_cg_train.jsonl"
+    data = tmp_path_factory.mktemp("data") / "first.jsonl"
+    with open(src) as fh:
+        data.write_text("".join(next(fh) for _ in range(N)))
+    out = tmp_path_factory.mktemp("negrun")
+    state, cfg = RunState(out), PipelineConfig()
+    steps.load_step(state, [steps.InputSpec(path=data)], cfg.load)
+    steps.pos_step(state, cfg.pos)
+    steps.dictionary_step(state, cfg.dictionary)
+    steps.masked_step(state, cfg.mask)
+    steps.negatives_step(state, cfg.backend, cfg.mask)
+    return out
+
+
+def test_chunk_lines_carry_rate_and_eta(neg_run: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = TextFeaturesConfig(encoder="word-vectors", encoder_seed=0, dim=16, chunk_size=CHUNK)
+    with caplog.at_level(logging.INFO, logger="shine.pipeline"):
+        text_features_step(neg_run, cfg)
+    lines = [r.getMessage() for r in caplog.records if "chunk" in r.getMessage() and "done" in r.getMessage()]
+    assert len(lines) == 3, lines
+    pattern = re.compile(r"chunk (\d)/3 done \((\d+)/12 queries\) \| (\d+) texts/s \| ETA (\d+m\d\ds|\d+s|\d+h\d\dm)$")
+    matches = [pattern.search(line) for line in lines]
+    assert all(matches), lines
+    assert [int(m.group(2)) for m in matches] == [4, 8, 12]
+    assert int(matches[0].group(3)) > 0
+    assert matches[-1].group(4) == "0s"  # nothing left after the last chunk
