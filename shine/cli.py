@@ -2,6 +2,19 @@
 
 ``pipeline`` and ``trainer`` never import each other; this module is the only place that sees both, and it
 imports each lazily so ``shine inspect`` does not pay for torch.
+
+It is also the error boundary. Every failure ends in ONE line on stderr and a documented exit status
+(docs/troubleshooting.md):
+
+====  ==================================================================================================
+ 0    success
+ 1    an unexpected error (a bug): one line naming the log file that holds the full traceback
+ 2    bad input, bad config or bad arguments: ``TypeName: message`` names the file/line/qid and the fix
+ 3+   run-integrity outcomes of the pipeline (unanswered rows, ...): the error's own ``exit_status``
+130   interrupted (Ctrl-C): finished chunks are kept
+====  ==================================================================================================
+
+``shine --debug ...`` (or ``SHINE_DEBUG=1``) prints the full traceback, Prefect's included, before the line.
 """
 
 from __future__ import annotations
@@ -10,15 +23,26 @@ import argparse
 import importlib
 import os
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
 
 from shine import __version__
 from shine.configs import ConfigValueError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_BUG", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+
+EXIT_OK = 0
+EXIT_BUG = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 #: modules exposing ``register(subparsers)``; each adds its own verbs with ``set_defaults(func=...)``
-COMMAND_MODULES: tuple[str, ...] = ("pipeline.cli", "pipeline.text_cli", "pipeline.llm.cli", "trainer.cli", "shine.serve")
+COMMAND_MODULES: tuple[str, ...] = ("pipeline.cli", "pipeline.text_cli", "pipeline.llm.cli", "trainer.cli", "shine.serve",
+                                    "shine.experiment_cli")
 
 #: the two base errors (plus config errors) printed as ``TypeName: message``; anything else is a bug
 _BASE_ERRORS: tuple[tuple[str, str], ...] = (
@@ -27,10 +51,19 @@ _BASE_ERRORS: tuple[tuple[str, str], ...] = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (argparse prints the whole usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"UsageError: {self.prog}: {message} (see `{self.prog} -h`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every available sub-command."""
-    parser = argparse.ArgumentParser(prog="shine", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="shine", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"shine {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="print full tracebacks (Prefect's included) instead of one line per error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -57,23 +90,72 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _one_line(text: str) -> str:
+    """Messages may quote multi-line values (a YAML error): the console line stays one line."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _write_traceback(exc: BaseException, args: argparse.Namespace | None) -> Path | None:
+    """Write the full traceback to ``<out>/.logs/`` (when the command has a usable ``--out``) or a temp folder."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    candidates = []
+    out = getattr(args, "out", None) if args is not None else None
+    if out and Path(out).is_dir():
+        candidates.append(Path(out) / ".logs")
+    candidates.append(Path(tempfile.gettempdir()) / "shine-errors")
+    text = "".join(traceback.format_exception(exc))
+    for folder in candidates:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"error-{stamp}-{os.getpid()}.log"
+            path.write_text(f"shine {' '.join(sys.argv[1:])}\n\n{text}", encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def _debug_requested(argv: Sequence[str]) -> bool:
+    """``--debug`` before the verb (read before parsing: Prefect's logging is set up from the environment)."""
+    for arg in argv:
+        if arg == "--debug":
+            return True
+        if not arg.startswith("-"):
+            break
+    return os.environ.get("SHINE_DEBUG") == "1"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``shine`` console script; returns the exit status."""
-    # an offline research tool: Prefect's server telemetry stays off unless the user turns it on
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(argv)
+    from shine import prefect_runtime
+
+    # before Prefect is imported: patient ephemeral start-up, no orphan server, quiet failure records
+    prefect_runtime.configure(debug=debug)
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = debug or args.debug
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     try:
         result = args.func(args)
-    except _known_errors() as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("interrupted: finished chunks are kept; rerun the same command to resume", file=sys.stderr)
-        return 130
+        print("Interrupted: finished chunks are kept; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the one boundary where every error becomes one line
+        if debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        if isinstance(exc, _known_errors()):
+            print(f"{type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+            status = getattr(exc, "exit_status", EXIT_USAGE)
+            return status if isinstance(status, int) and 0 < status < 126 else EXIT_USAGE
+        where = None if debug else _write_traceback(exc, args)
+        hint = f"full traceback in {where}" if where else "rerun with `shine --debug` for the traceback"
+        print(f"InternalError: {type(exc).__name__}: {_one_line(str(exc))[:500]} (unexpected, probably a bug; {hint})",
+              file=sys.stderr)
+        return EXIT_BUG
     return int(result or 0)
 
 

@@ -10,6 +10,7 @@ Example: ``merge(PipelineConfig(), {"mask": {"ratios": [0.1, 0.3, 0.5]}})`` retu
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -18,9 +19,31 @@ from typing import Any, TypeVar
 
 import yaml
 
-__all__ = ["ConfigValueError", "merge", "parse_overrides", "load_yaml", "to_dict", "layered"]
+__all__ = ["ConfigValueError", "merge", "parse_overrides", "load_yaml", "to_dict", "layered", "YamlLoader"]
 
 T = TypeVar("T")
+
+
+class YamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2 booleans: only true/false are booleans.
+
+    PyYAML follows YAML 1.1, where ``off``, ``no``, ``on``, ``yes`` (and ``y``/``n`` in some tools) are
+    booleans, so the documented ``--set backend.options.cache_dir=off`` arrived as ``False``. Boolean fields
+    still accept those words (``_coerce`` reads yes/no/1/0 strings), so nothing that worked breaks.
+    """
+
+
+YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 class ConfigValueError(ValueError):
@@ -150,19 +173,34 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[parts[-1]] = _yaml(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigValueError(f"override {item!r}: the value is not valid YAML ({_first_line(exc)}); "
+                                   "quote strings that hold ':', '{' or '['") from exc
     return out
+
+
+def _first_line(exc: Exception) -> str:
+    problem = getattr(exc, "problem", None)
+    return str(problem or exc).splitlines()[0]
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; an empty file is an empty mapping."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigValueError(f"config file {path} is a directory; pass a YAML file")
     if not path.is_file():
         raise ConfigValueError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigValueError(f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from exc
     except yaml.YAMLError as exc:
-        raise ConfigValueError(f"{path}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigValueError(f"{where}: not valid YAML ({_first_line(exc)})") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.backends.base import FillRequest, MaskedLevel
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import ConfigError
 from pipeline.llm.config import LLMConfig, llm_backend_names, parse_llm_config
 from pipeline.llm.pricing import cost_usd, estimate_message_tokens, estimate_tokens, model_info
 from pipeline.llm.prompts import load_prompts, render_messages
@@ -63,21 +63,10 @@ def _requests_from_masked(path: Path) -> list[FillRequest]:
 
 
 def _requests_from_annotations(path: Path) -> list[FillRequest]:
-    if not path.is_file():
-        raise DataError(f"annotation file {path} does not exist")
-    queries: list[tuple[str, str]] = []
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rec = json.loads(line)
-                    queries.append((str(rec["qid"]), str(rec["query"])))
-                except (ValueError, KeyError) as exc:
-                    raise DataError(f"{path}:{n}: expected a JSON object with qid and query ({exc})") from exc
-    else:
-        for vid, rec in json.loads(text).items():
-            queries += [(f"{vid}_{i}", str(s)) for i, s in enumerate(rec.get("sentences", []))]
+    from pipeline.load import read_queries
+
+    # the loader's own checks: non-UTF-8 bytes, array lines, duplicate keys, JSONL saved as .json
+    queries = read_queries(path)
     # one mask per few words, at three nested ratios: enough to size the prompt and the answer
     out = []
     for qid, query in queries:

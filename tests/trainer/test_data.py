@@ -50,13 +50,13 @@ def test_windows_past_the_end_are_clipped_and_counted(tmp_path: Path) -> None:
     path = _jsonl(tmp_path / "a.jsonl", [_row(windows=[[2.0, 11.5]]), _row("v_1", windows=[[0.0, 3.0]])])
     anns = load_annotations(path)
     assert anns[0].windows == ((2.0, 10.0),) and anns.clipped_windows == 1
-    with pytest.raises(DataError, match=r"a.jsonl:1: window \[2.0, 11.5\] of qid 'v_0' ends past .*strict"):
+    with pytest.raises(DataError, match=r"a.jsonl:1 \(qid 'v_0'\): window \[2.0, 11.5\] ends past .*strict"):
         load_annotations(path, strict=True)
 
 
 def test_window_starting_past_the_duration_names_file_and_line(tmp_path: Path) -> None:
     path = _jsonl(tmp_path / "a.jsonl", [_row(), _row("v_1", windows=[[12.0, 14.0]])])
-    with pytest.raises(DataError, match=r"a.jsonl:2: window \[12.0, 14.0\] of qid 'v_1' starts at or after"):
+    with pytest.raises(DataError, match=r"a.jsonl:2 \(qid 'v_1'\): window \[12.0, 14.0\] starts at or after"):
         load_annotations(path)
 
 
@@ -71,7 +71,7 @@ def test_empty_query_is_an_error(tmp_path: Path, query: str | None) -> None:
     ("row", "message"),
     [
         ({"qid": "x", "query": "q", "vid": "v"}, r"missing field\(s\) \['duration'\]"),
-        (_row(windows=[[4.0, 2.0]]), r"must satisfy 0 <= start <= end"),
+        (_row(windows=[[4.0, 2.0]]), r"inverted window \[4.0, 2.0\]; expected start < end"),
         (_row(duration=-1), r"duration must be > 0"),
         (_row(windows=[[1.0]]), r"a window must be \[start, end\]"),
     ],

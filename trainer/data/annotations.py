@@ -1,9 +1,10 @@
 """Moment-DETR JSONL annotations: one query per line with ``qid, query, vid, duration, relevant_windows``.
 
-Windows are in seconds. Public Charades-CG train windows sometimes end up to 1.5 s after the video's
-duration; those ends are clipped to the duration and counted (``AnnotationSet.clipped_windows``), as the
-data contract says. A window that starts at or after the duration, or ends before it starts, is a
-:class:`~trainer.errors.DataError` naming the file and line; with ``strict=True`` any window past the
+Windows are in seconds and follow the one rule the pipeline also applies (:mod:`shine.windows`). Public
+Charades-CG train windows sometimes end up to 1.5 s after the video's duration; those ends are clipped to the
+duration and counted (``AnnotationSet.clipped_windows``), as the data contract says. A window that is not two
+numbers, is negative, zero-length or inverted, or starts at or after the duration is a
+:class:`~trainer.errors.DataError` naming the file, line and qid; with ``strict=True`` any window past the
 duration is one too. An empty query is always an error: no text feature can ground it.
 
 >>> import json, tempfile
@@ -18,12 +19,12 @@ duration is one too. An empty query is always an error: no text feature can grou
 from __future__ import annotations
 
 import json
-import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shine.windows import WindowFormatError, WindowRuleError, check_duration, check_window
 from trainer.errors import DataError
 
 __all__ = ["Annotation", "AnnotationSet", "load_annotations", "split_by_video", "write_annotations"]
@@ -82,31 +83,22 @@ def _parse_line(row: object, where: str, strict: bool) -> tuple[Annotation, int]
     if not isinstance(query, str) or not query.strip():
         raise DataError(f"{where}: empty query for qid {qid!r}; drop the row or fill in the sentence")
     try:
-        duration = float(row["duration"])
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: duration must be a number, got {row['duration']!r} (qid {qid!r})") from None
-    if not math.isfinite(duration) or duration <= 0:
-        raise DataError(f"{where}: duration must be > 0, got {duration} (qid {qid!r})")
+        duration = check_duration(row["duration"])
+    except WindowFormatError as exc:
+        raise DataError(f"{where} (qid {qid!r}): {exc}") from None
     raw_windows = row.get("relevant_windows") or []
+    if not isinstance(raw_windows, list):
+        raise DataError(f"{where}: relevant_windows must be a list of [start, end] seconds, got {raw_windows!r:.80} "
+                        f"(qid {qid!r})")
     windows: list[tuple[float, float]] = []
     clipped = 0
     for w in raw_windows:
-        if not isinstance(w, (list, tuple)) or len(w) != 2:
-            raise DataError(f"{where}: a window must be [start, end] seconds, got {w!r} (qid {qid!r})")
-        st, ed = float(w[0]), float(w[1])
-        if not (math.isfinite(st) and math.isfinite(ed)) or st < 0 or ed < st:
-            raise DataError(f"{where}: window {w!r} of qid {qid!r} must satisfy 0 <= start <= end")
-        if st >= duration:
-            raise DataError(
-                f"{where}: window {w!r} of qid {qid!r} starts at or after the video's duration {duration} s"
-            )
-        if ed > duration:
-            if strict:
-                raise DataError(
-                    f"{where}: window {w!r} of qid {qid!r} ends past the video's duration {duration} s "
-                    "(strict mode; set data.strict_windows=false to clip it)"
-                )
-            ed, clipped = duration, clipped + 1
+        try:
+            st, ed, was_clipped = check_window(w, duration, strict=strict)
+        except (WindowFormatError, WindowRuleError) as exc:
+            hint = "; set data.strict_windows=false to clip it" if strict and "strict mode" in str(exc) else ""
+            raise DataError(f"{where} (qid {qid!r}): {exc}{hint}") from None
+        clipped += was_clipped
         windows.append((st, ed))
     return Annotation(qid=qid, query=query.strip(), vid=vid, duration=duration, windows=tuple(windows)), clipped
 
@@ -114,16 +106,23 @@ def _parse_line(row: object, where: str, strict: bool) -> tuple[Annotation, int]
 def load_annotations(path: str | Path, *, strict: bool = False, require_windows: bool = True) -> AnnotationSet:
     """Read a Moment-DETR JSONL file; errors name the file and 1-based line."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"annotation file {path} is a directory; pass the .jsonl file inside it")
     if not path.is_file():
         raise DataError(f"annotation file {path} does not exist")
     items: list[Annotation] = []
     seen: set[str] = set()
     clipped = 0
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{where}: not UTF-8 text (byte 0x{raw[exc.start:exc.start + 1].hex()} at offset "
+                                f"{exc.start} of the line); re-save the file as UTF-8") from None
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:

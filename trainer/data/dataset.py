@@ -78,6 +78,8 @@ def check_features_exist(
 
             with h5py.File(src, "r") as f:
                 missing += [f"video {v!r} (no key in {src})" for v in vids if v not in f]
+    if not missing:
+        _check_video_dims(vids, video)
     if isinstance(text, StoreTextFeatures):
         missing += [f"text qid {a.qid!r} (not in store {text.store.path})" for a in anns if not text.store.has(a.qid)]
     elif isinstance(text, OfficialTextFeatures):
@@ -94,6 +96,34 @@ def check_features_exist(
             f"missing feature files{where}: {len(missing)} missing, e.g. {shown}; extract them or drop "
             "those queries from the annotation file"
         )
+
+
+def _check_video_dims(vids: Sequence[str], video: VideoFeatureReader) -> None:
+    """Every video of a source has one feature dimension (read from .npy headers and HDF5 shapes, no data).
+
+    A video of another dimension is named with the expected and the found one before training starts,
+    instead of a shape error inside collate. ``.npz`` files are checked as they are read.
+    """
+    for src in video.sources:
+        kind = video._kind(src)
+        if kind == "hdf5":
+            import h5py
+
+            with h5py.File(src, "r") as f:
+                shapes = ((v, f[v].shape) for v in vids if isinstance(f[v], h5py.Dataset))
+                for vid, shape in shapes:
+                    video._check_dim(src, vid, shape[-1])
+        elif kind in ("dir", "npy"):
+            for vid in vids:
+                path = src / f"{vid}.npy"
+                if path.is_file():
+                    try:
+                        shape = np.load(path, mmap_mode="r").shape
+                    except (OSError, ValueError) as exc:
+                        raise DataError(f"cannot read video features {path}: {exc}") from exc
+                    if len(shape) != 2:
+                        raise DataError(f"video features of vid {vid!r} in {src} must be (T>=1, D), got {shape}")
+                    video._check_dim(src, vid, shape[1])
 
 
 class GroundingDataset(Dataset):

@@ -61,6 +61,9 @@ class VideoFeatureReader:
         self.hdf5_key = hdf5_key
         self._h5: dict[Path, Any] = {}
         self._pid = os.getpid()
+        #: feature dimension of each source and the first vid it was seen on (a mismatch is named, not a
+        #: shape error deep inside collate or the model)
+        self._dims: dict[Path, tuple[int, str]] = {}
         for src in self.sources:
             if self._kind(src) == "hdf5":
                 if not src.is_file():
@@ -116,6 +119,15 @@ class VideoFeatureReader:
             node = node[key]
         return np.asarray(node)
 
+    def _check_dim(self, src: Path, vid: str, dim: int) -> None:
+        seen = self._dims.setdefault(src, (dim, vid))
+        if seen[0] != dim:
+            raise DataError(
+                f"video features of vid {vid!r} in {src} have dimension {dim}, expected {seen[0]} (as vid "
+                f"{seen[1]!r} has); every video of one source needs the same feature extractor: re-extract "
+                f"{vid!r} or drop its queries"
+            )
+
     def get(self, vid: str) -> np.ndarray:
         """(T, sum of D) float32 features of ``vid``."""
         parts = []
@@ -124,6 +136,7 @@ class VideoFeatureReader:
             feats = self._from_hdf5(src, vid) if kind == "hdf5" else self._from_dir(src, vid, kind)
             if feats.ndim != 2 or feats.shape[0] == 0:
                 raise DataError(f"video features of vid {vid!r} in {src} must be (T>=1, D), got {feats.shape}")
+            self._check_dim(src, vid, feats.shape[1])
             if self.max_len > 0:
                 feats = feats[: self.max_len]
             feats = np.asarray(feats, dtype=np.float32)
