@@ -69,6 +69,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--timeout", type=float, default=30.0, help="seconds per request (connect: at most 10)")
     f.set_defaults(func=_fetch_data)
 
+    from pipeline.quality.cli import register as register_quality  # `shine quality` lives with its measures
+
+    register_quality(subparsers)
+
 
 def _count(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer >= ``minimum`` (a negative --sample used to end in a pandas traceback)."""

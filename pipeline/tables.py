@@ -26,6 +26,7 @@ __all__ = [
     "DICTIONARY",
     "MASKED",
     "NEGATIVES",
+    "QUALITY",
     "write_table",
     "write_arrow",
     "read_table",
@@ -97,6 +98,29 @@ NEGATIVES = pa.schema(
         ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()),
         ("latency_s", pa.float64()),
+    ]
+)
+
+#: one row per (qid, level): the measures of one negative (definitions: docs/quality.md, pipeline/quality)
+QUALITY = pa.schema(
+    [
+        ("qid", pa.string()),
+        ("level", pa.int32()),
+        ("negative", pa.string()),
+        ("fills", _str_list),
+        ("structure_kept", pa.bool_()),
+        ("changed", pa.bool_()),
+        ("n_masks", pa.int32()),
+        ("n_changed", pa.int32()),
+        ("n_in_dictionary", pa.int32()),
+        ("n_tag_agree", pa.int32()),
+        ("n_pos_agree", pa.int32()),
+        ("n_pairs", pa.int32()),
+        ("n_attested", pa.int32()),
+        ("false_negative", pa.bool_()),
+        ("exact_false_negative", pa.bool_()),
+        ("max_positive_similarity", pa.float64()),
+        ("similarity", pa.float64()),
     ]
 )
 

