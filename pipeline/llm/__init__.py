@@ -3,7 +3,8 @@
 ``make_llm_backend(cfg, dictionary, workdir)`` is what ``pipeline.backends.registry`` calls for every backend name
 other than ``random``. Names: ``openai``, ``llama3``, ``gemini``, ``anthropic``, ``openai-batch``,
 ``anthropic-batch`` (or ``--set backend.options.batch.enabled=true``). Settings: ``LLMConfig`` (from
-``backend.options``); keys: environment variables only (``pipeline.llm.keys``).
+``backend.options``); keys and other secrets: environment variables only (``pipeline.llm.keys``,
+``pipeline.llm.secrets``). ``check_llm_config`` checks a backend config before any stage runs.
 """
 
 from __future__ import annotations
@@ -14,15 +15,20 @@ from typing import Any
 
 from pipeline.llm.config import (DEFAULT_MODELS, PROVIDERS, BatchConfig, BudgetConfig, LimitConfig, LLMConfig,
                                  RetryConfig, llm_backend_names, parse_llm_config)
+from pipeline.errors import ConfigError
 from pipeline.llm.keys import KEY_VARIABLES, get_api_key
 from pipeline.llm.limiter import AsyncLimiter, Limiter
-from pipeline.llm.pricing import model_info
+from pipeline.llm.pricing import model_info, provider_table
+from pipeline.llm.prompts import load_prompts
 from pipeline.llm.provider import Provider
 from pipeline.llm.runner import LLMBackend
+from pipeline.llm.secrets import env_value, move_secrets_to_env
 
 __all__ = [
     "LLM_BACKENDS",
     "make_llm_backend",
+    "check_llm_config",
+    "move_secrets_to_env",
     "make_provider",
     "resolve_limits",
     "LLMBackend",
@@ -55,6 +61,30 @@ def make_provider(cfg: LLMConfig, api_key: str | None) -> Provider:
     return cls(cfg, api_key)
 
 
+def check_llm_config(cfg: Any) -> None:
+    """Raise ConfigError (one line) for an LLM ``BackendConfig`` that would fail once the negatives stage starts.
+
+    Checked: option names and types, a published ``tier``, the model name (against the provider's official API a
+    model without a price entry is refused: a typo there costs a run and the budget could not count it), the
+    prompt templates, the API key and the variables named by ``headers_env`` / ``base_url_env``. Secrets written
+    as values are refused (``pipeline.llm.secrets``). Nothing is sent.
+    """
+    llm = resolve_limits(parse_llm_config(cfg.name, cfg.model, cfg.seed, dict(cfg.options)))
+    own_api = not (llm.base_url or llm.base_url_env)
+    priced = llm.usd_per_mtok_in >= 0 and llm.usd_per_mtok_out >= 0
+    if llm.provider != "llama3" and own_api and not priced and not model_info(llm.provider, llm.model_name).known:
+        known = sorted(provider_table(llm.provider).get("models", {}))
+        raise ConfigError(f"backend.model: {llm.model_name!r} is not a known {llm.provider} model (known: {known}); "
+                          f"for another model set backend.options.usd_per_mtok_in and usd_per_mtok_out, or "
+                          f"backend.options.base_url for a compatible server")
+    load_prompts(llm.prompt_version, llm.prompt_dir)
+    get_api_key(llm.provider, required=llm.provider != "llama3")
+    for name, var in llm.headers_env.items():
+        env_value(var, f"backend.options.headers_env[{name!r}]")
+    if llm.base_url_env:
+        env_value(llm.base_url_env, "backend.options.base_url_env")
+
+
 def resolve_limits(cfg: LLMConfig) -> LLMConfig:
     """Apply ``cfg.tier`` (the published limits of the model's tier) over ``cfg.limits``."""
     if not cfg.tier:
@@ -62,8 +92,6 @@ def resolve_limits(cfg: LLMConfig) -> LLMConfig:
     info = model_info(cfg.provider, cfg.model_name)
     tier = info.tiers.get(cfg.tier)
     if tier is None:
-        from pipeline.errors import ConfigError
-
         raise ConfigError(f"no published tier {cfg.tier} for {cfg.provider}:{cfg.model_name}; known tiers: "
                           f"{sorted(info.tiers)} (set backend.options.limits.* instead)")
     limits = replace(cfg.limits, requests_per_minute=tier.rpm, tokens_per_minute=tier.tpm,

@@ -35,8 +35,9 @@ def parse_message(data: Any, headers: dict[str, str]) -> Reply:
         data = data.model_dump()
     text = "".join(block.get("text", "") for block in data.get("content") or [] if block.get("type") == "text")
     stop = data.get("stop_reason")
-    finish = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "refusal": "refusal"}.get(
-        str(stop), "other")
+    # only Anthropic's own length reason means "cut"; end_turn, stop_sequence, tool_use, pause_turn and reasons
+    # of Anthropic-compatible servers ("stop") are complete replies
+    finish = {"max_tokens": "length", "refusal": "refusal"}.get(str(stop), "stop")
     usage = data.get("usage") or {}
     return Reply(text=text, finish=finish, prompt_tokens=int(usage.get("input_tokens") or 0),
                  completion_tokens=int(usage.get("output_tokens") or 0), headers=headers,
@@ -50,8 +51,8 @@ class AnthropicProvider(Provider):
     supports_batch = True
 
     def make_client(self) -> Any:
-        return anthropic.AsyncAnthropic(api_key=self._api_key, base_url=self.cfg.base_url or None, max_retries=0,
-                                        timeout=self.cfg.limits.timeout, default_headers=self.cfg.headers or None)
+        return anthropic.AsyncAnthropic(api_key=self._api_key, base_url=self._base_url or None, max_retries=0,
+                                        timeout=self.cfg.limits.timeout, default_headers=self._headers or None)
 
     def build_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         cfg = self.cfg

@@ -88,7 +88,7 @@ class BatchCollector:
     async def call(self, unit: Unit, call: str, body: dict[str, Any], est_in: int, ask: int) -> CallResult:
         """Queue one call for the next batch; resubmit errored/expired lines up to ``max_resubmits`` times."""
         caller = self.b.caller
-        reason = ""
+        reason = cause = ""
         rounds = self.b.cfg.batch.max_resubmits + 1
         for attempt in range(rounds):
             caller.check_budget(est_in, self.b.cfg.max_tokens)
@@ -100,12 +100,16 @@ class BatchCollector:
                 line = await fut
             finally:
                 self.waiting -= 1
-            if line.reply is not None and line.reply.finish == "stop":
+            if line.reply is not None and line.reply.finish not in {"length", "refusal"}:
                 return CallResult(line.reply, attempts=attempt + 1)
             if line.reply is not None and line.reply.finish == "refusal":
                 return CallResult(None, "the model refused to answer", attempt + 1)
-            reason = line.error or f"the reply was cut ({line.reply.finish if line.reply else '?'})"
-        return CallResult(None, f"gave up after {rounds} batch rounds: {reason}", rounds)
+            if line.reply is None:  # a line that errored or expired was never answered
+                reason = self.b.provider.scrub(line.error)
+                cause = "expired" if "expired" in line.error.lower() else "no_answer"
+            else:  # a cut reply was answered
+                reason, cause = f"the reply was cut ({line.reply.finish})", ""
+        return CallResult(None, f"gave up after {rounds} batch rounds: {reason}", rounds, cause=cause)
 
     # --- one round: adopt live batches holding our calls, submit the rest, wait, record, resolve
     async def _round(self) -> None:
@@ -145,7 +149,10 @@ class BatchCollector:
                     fut.set_result(line)
 
     def _new_state(self, fresh: dict[str, _Pending]) -> tuple[Path, dict[str, Any]]:
-        digest = hashlib.sha256("".join(sorted(fresh)).encode()).hexdigest()[:16]
+        # a fresh nonce per submission: a resubmit of expired lines must not find (and re-adopt) the expired batch
+        # through its metadata; a kill before the id is recorded still finds it through this state file
+        nonce = f"{time.time_ns()}-{os.getpid()}"
+        digest = hashlib.sha256(("".join(sorted(fresh)) + nonce).encode()).hexdigest()[:16]
         state = {"provider": self.b.provider.name, "model": self.b.model, "status": "preparing", "batch_id": None,
                  "metadata": {"shine_state": digest}, "created_at": round(time.time(), 3),
                  "custom_ids": {f"c{call[:40]}": call for call in fresh},
@@ -181,10 +188,11 @@ class BatchCollector:
             if pending is None:
                 continue  # a call of another run's unit set: its own run records it
             if line.reply is None:
-                caller.record(pending.unit, call, "batch_error", 0, pending.ask, False, error=line.error[:300],
+                caller.record(pending.unit, call, "batch_error", 0, pending.ask, False,
+                              error=self.b.provider.scrub(line.error)[:300],
                               batch_id=state["batch_id"])
                 continue
             cost = caller.bill(line.reply)
-            status = "ok" if line.reply.finish == "stop" else line.reply.finish
+            status = line.reply.finish if line.reply.finish in {"length", "refusal"} else "ok"
             caller.record(pending.unit, call, status, 0, pending.ask, True, line.reply, 0.0, cost,
                           batch_id=state["batch_id"])

@@ -20,18 +20,27 @@ from pipeline.llm.provider import Reply, RowError
 if TYPE_CHECKING:
     from pipeline.llm.runner import LLMBackend, Unit
 
-__all__ = ["CallResult", "Caller"]
+__all__ = ["CallResult", "Caller", "UNANSWERED_CAUSES", "cause_of"]
+
+#: why a unit got no answer after its last retry (``LevelFill.unanswered``); such rows are asked again next run
+UNANSWERED_CAUSES: tuple[str, ...] = ("connection", "timeout", "http_5xx", "http_429", "budget", "expired",
+                                      "no_answer")
 
 
 @dataclass
 class CallResult:
-    """A reply, or the reason there is none after every retry."""
+    """A reply, or the reason there is none after every retry.
+
+    ``cause`` (one of ``UNANSWERED_CAUSES``) is set when the provider never answered; it stays "" when it answered
+    with something unusable (a refusal, a rejected request, a reply cut at max_tokens).
+    """
 
     reply: Reply | None
     reason: str = ""
     attempts: int = 0
     latency_s: float = 0.0
     replayed: bool = False
+    cause: str = ""
 
 
 def _kind(exc: Exception) -> str:
@@ -39,6 +48,17 @@ def _kind(exc: Exception) -> str:
     if status is not None:
         return f"http_{status}"
     return str(getattr(exc, "kind", type(exc).__name__))
+
+
+def cause_of(kind: str) -> str:
+    """The unanswered cause of a transient failure kind (``http_503`` -> ``http_5xx``, malformed -> no_answer).
+
+    >>> [cause_of(k) for k in ("connection", "timeout", "http_429", "http_502", "malformed", "http_408")]
+    ['connection', 'timeout', 'http_429', 'http_5xx', 'no_answer', 'no_answer']
+    """
+    if kind in {"connection", "timeout", "http_429"}:
+        return kind
+    return "http_5xx" if kind.startswith("http_5") else "no_answer"
 
 
 class Caller:
@@ -118,7 +138,7 @@ class Caller:
             return await self.b.batch.call(unit, call, body, est_in, ask)
         retry = self.b.cfg.retry
         est_out = self.b.cfg.max_tokens
-        reason, latency = "", 0.0
+        reason, cause, latency = "", "", 0.0
         attempt = limited = 0
         while attempt <= retry.max_retries:
             self.check_budget(est_in, est_out)  # fail fast before queueing for the limiter
@@ -136,7 +156,8 @@ class Caller:
                     except TransientBackendError as exc:
                         latency += time.perf_counter() - t0
                         slot.settle(0, 0)
-                        reason, wait = str(exc), exc.retry_after
+                        reason, wait = self.b.provider.scrub(str(exc)), exc.retry_after
+                        cause = cause_of(_kind(exc))
                         self.record(unit, call, _kind(exc), attempt + limited, ask, False, latency=latency,
                                     error=reason[:300])
                         if wait is not None:
@@ -148,12 +169,17 @@ class Caller:
                         reply = None
                     except RowError as exc:
                         slot.settle(0, 0)
-                        self.record(unit, call, _kind(exc), attempt, ask, False, error=str(exc)[:300])
-                        return CallResult(None, f"the provider rejected the request: {exc}", attempt + 1, latency)
+                        text = self.b.provider.scrub(str(exc))
+                        self.record(unit, call, _kind(exc), attempt, ask, False, error=text[:300])
+                        return CallResult(None, f"the provider rejected the request: {text}", attempt + 1, latency)
                     except FatalBackendError as exc:
-                        self.record(unit, call, _kind(exc), attempt, ask, False, error=str(exc)[:300])
-                        self.stop_error = exc
-                        raise
+                        text = self.b.provider.scrub(str(exc))
+                        self.record(unit, call, _kind(exc), attempt, ask, False, error=text[:300])
+                        # the provider's message may quote a credential: the error that stops the run is scrubbed
+                        clean = FatalBackendError(text)
+                        clean.__dict__.update({k: v for k, v in exc.__dict__.items() if k != "args"})
+                        self.stop_error = clean
+                        raise clean from None
                     else:
                         latency += time.perf_counter() - t0
                         slot.settle(reply.prompt_tokens, reply.completion_tokens)
@@ -162,15 +188,16 @@ class Caller:
             if reply is not None:
                 self.b.limiter.observe(reply.headers)
                 cost = self.bill(reply)
-                if reply.finish == "stop":
+                # only the provider's own length reason ("length" after parsing) means cut: retried, billed again
+                if reply.finish not in {"length", "refusal"}:
                     self.record(unit, call, "ok", attempt + limited, ask, True, reply, latency, cost)
                     return CallResult(reply, attempts=attempt + limited + 1, latency_s=latency)
                 self.record(unit, call, reply.finish, attempt + limited, ask, True, reply, latency, cost)
                 if reply.finish == "refusal":
                     return CallResult(None, "the model refused to answer", attempt + limited + 1, latency)
-                reason = f"the reply was cut ({reply.finish}) at max_tokens={self.b.cfg.max_tokens}"
+                reason, cause = f"the reply was cut ({reply.finish}) at max_tokens={self.b.cfg.max_tokens}", ""
             if attempt < retry.max_retries and wait is None:
                 await asyncio.sleep(min(retry.backoff_max, retry.backoff_base * 2**attempt) * random.random())
             attempt += 1
         return CallResult(None, f"gave up after {retry.max_retries + limited + 1} attempts: {reason}",
-                          retry.max_retries + limited + 1, latency)
+                          retry.max_retries + limited + 1, latency, cause=cause)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.errors import ConfigError
+from pipeline.llm.secrets import refuse_secret_values
 from shine.configs import ConfigValueError, merge
 
 __all__ = [
@@ -169,8 +170,13 @@ class LLMConfig:
     cache_dir: str = ""
     #: a tqdm bar on stderr with rate and spend
     progress: bool = True
-    #: extra HTTP headers (never put keys here; they would reach the manifest)
+    #: extra HTTP headers that are not secrets (auth-like names are refused: use ``headers_env``)
     headers: dict[str, str] = field(default_factory=dict)
+    #: header name -> name of the environment variable holding its value (Proxy-Authorization, X-Auth-Token, ...)
+    headers_env: dict[str, str] = field(default_factory=dict)
+    #: name of an environment variable holding the whole base URL (for one with ``user:password@``); wins over
+    #: ``base_url``, which then only documents the host
+    base_url_env: str = ""
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -179,9 +185,6 @@ class LLMConfig:
             raise ValueError(f"Expected temperature in [0, 2] and top_p in (0, 1], got {self.temperature}, {self.top_p}")
         if self.max_tokens < 16 or self.vocab_size < 1 or self.max_words_per_mask < 1 or self.max_reasks < 0:
             raise ValueError("Expected max_tokens >= 16, vocab_size >= 1, max_words_per_mask >= 1, max_reasks >= 0")
-        for name in self.headers:
-            if name.lower() in {"authorization", "x-api-key", "api-key", "x-goog-api-key"}:
-                raise ValueError(f"header {name!r} carries a key: keys come only from environment variables")
 
     @property
     def model_name(self) -> str:
@@ -206,6 +209,9 @@ def parse_llm_config(name: str, model: str, seed: int, options: dict[str, Any]) 
     provider, batch = _split_name(name)
     if "api_key" in options or "key" in options:
         raise ConfigError("API keys are never config values: set them in the environment (see `shine estimate -h`)")
+    # before merging: a merge error would quote the value
+    headers, url = options.get("headers"), options.get("base_url")
+    refuse_secret_values(headers if isinstance(headers, dict) else {}, url if isinstance(url, str) else "")
     base = LLMConfig(provider=provider, model="" if model in _NON_LLM_MODELS else model, vocab_seed=seed)
     try:
         cfg = merge(base, {k: v for k, v in options.items() if k != "provider"})

@@ -32,7 +32,8 @@ def translate_gemini_error(exc: Exception) -> Exception:
     return exc
 
 
-_FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "refusal", "PROHIBITED_CONTENT": "refusal",
+#: Gemini's length and block reasons; every other reason (STOP, OTHER, unknown) is a complete reply
+_FINISH = {"MAX_TOKENS": "length", "SAFETY": "refusal", "PROHIBITED_CONTENT": "refusal",
            "BLOCKLIST": "refusal", "SPII": "refusal", "RECITATION": "refusal"}
 
 
@@ -43,8 +44,8 @@ class GeminiProvider(Provider):
 
     def make_client(self) -> Any:
         # v1beta: the Gemini Developer API version that has JSON mode and seeds; pinned, not left to the SDK
-        opts = types.HttpOptions(base_url=self.cfg.base_url or None, api_version="v1beta", timeout=int(self.cfg.limits.timeout * 1000),
-                                 headers=self.cfg.headers or None,
+        opts = types.HttpOptions(base_url=self._base_url or None, api_version="v1beta", timeout=int(self.cfg.limits.timeout * 1000),
+                                 headers=self._headers or None,
                                  # one attempt: the runner owns retries (and the SDK's implicit ones sleep 1-10 s)
                                  retry_options=types.HttpRetryOptions(attempts=1))
         return genai.Client(api_key=self._api_key, http_options=opts)
@@ -81,7 +82,7 @@ class GeminiProvider(Provider):
                 return Reply("", "refusal", 0, 0, headers, body["model"])
             raise TransientBackendError("malformed response: no candidates")
         reason = cands[0].finish_reason
-        finish = _FINISH.get(getattr(reason, "value", str(reason)), "other")
+        finish = _FINISH.get(getattr(reason, "value", str(reason)), "stop")
         text = "".join(p.text or "" for p in (cands[0].content.parts if cands[0].content else None) or [])
         usage = resp.usage_metadata
         return Reply(text=text, finish=finish,

@@ -1,7 +1,9 @@
 """Client-side rate limiting: requests/min, tokens/min (total, input, output), requests/day and in-flight calls.
 
 Each limit is a token bucket refilled by elapsed time (curator's ``online_status_tracker``): a call reserves its
-estimated tokens before it is sent and ``settle``s with the real usage after, refunding the difference. A 429's
+estimated tokens before it is sent and ``settle``s with the real usage after, refunding the difference. Request
+limits also keep the send times of their last N grants (``WindowLog``), so at N requests per minute no 60-second
+window ever holds more than N sends (a bucket alone lets its initial burst through on top of N). A 429's
 ``Retry-After`` or an exhausted ``x-ratelimit-remaining-*`` header pauses every caller, not just the one that got it.
 
 ``Limiter`` is the small interface the runner uses; ``make_limiter`` picks ``AsyncLimiter`` (this process) or,
@@ -17,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,7 +29,8 @@ from typing import Protocol
 
 from pipeline.llm.config import LimitConfig
 
-__all__ = ["Limiter", "Slot", "AsyncLimiter", "TokenBucket", "make_limiter", "parse_reset", "retry_after_seconds"]
+__all__ = ["Limiter", "Slot", "AsyncLimiter", "TokenBucket", "WindowLog", "make_limiter", "parse_reset",
+           "retry_after_seconds"]
 
 
 class Slot(Protocol):
@@ -61,6 +65,32 @@ class TokenBucket:
     def wait_for(self, cost: float) -> float:
         need = min(cost, self.capacity)
         return 0.0 if self.level >= need else (need - self.level) / self.rate
+
+
+class WindowLog:
+    """At most ``limit`` grants in any ``window`` seconds: a grant waits until the ``limit``-th last one is a window old.
+
+    >>> log = WindowLog(2, 60.0)
+    >>> log.add(0.0); log.add(1.0); log.wait_for(30.0), log.wait_for(61.0)
+    (30.0, 0.0)
+    """
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = int(limit)
+        self.window = window
+        self.times: deque[float] = deque()
+
+    def wait_for(self, now: float) -> float:
+        """Seconds until one more grant fits (0 = now)."""
+        if len(self.times) < self.limit:
+            return 0.0
+        return max(0.0, self.times[-self.limit] + self.window - now)
+
+    def add(self, now: float) -> None:
+        """Record a grant at ``now``."""
+        self.times.append(now)
+        while len(self.times) > self.limit:
+            self.times.popleft()
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -132,9 +162,12 @@ class _Reservation:
 class AsyncLimiter:
     """Token buckets for one (backend, model), safe for many concurrent tasks; waiters are served in order."""
 
-    def __init__(self, cfg: LimitConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cfg: LimitConfig, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
         self.cfg = cfg
+        #: injectable so tests can run the limiter on a fake clock (no timed assertions)
         self.clock = clock
+        self.sleep = sleep
         now = clock()
 
         def bucket(per_minute: float, window: float = 60.0) -> TokenBucket | None:
@@ -147,9 +180,15 @@ class AsyncLimiter:
         self.tokens = bucket(cfg.tokens_per_minute)
         self.tokens_in = bucket(cfg.input_tokens_per_minute)
         self.tokens_out = bucket(cfg.output_tokens_per_minute)
-        # a day's allowance may be spent at any pace, so its bucket starts full
+        # a day's allowance may be spent at any pace, so its bucket starts full (the day's log bounds the total)
         self.day = (TokenBucket(cfg.requests_per_day, cfg.requests_per_day / 86400.0, cfg.requests_per_day, now)
                     if cfg.requests_per_day > 0 else None)
+        #: hard request windows: never more than N sends in any 60 s (or requests_per_day in any 24 h)
+        self.windows: list[WindowLog] = []
+        if cfg.requests_per_minute > 0:
+            self.windows.append(WindowLog(cfg.requests_per_minute, 60.0))
+        if cfg.requests_per_day > 0:
+            self.windows.append(WindowLog(cfg.requests_per_day, 86400.0))
         self.paused_until = 0.0
         self.pauses = 0
         #: a requests/min limit learned from the server's headers (lower than the configured one)
@@ -185,6 +224,11 @@ class AsyncLimiter:
                 cap = max(1.0, limit * self.cfg.burst_seconds / 60.0)
                 self.requests = TokenBucket(cap, limit / 60.0, 0.0, self.clock())
                 self.adopted_rpm = limit
+                minute = next((w for w in self.windows if w.window == 60.0), None)
+                if minute is None:
+                    self.windows.append(WindowLog(int(limit), 60.0))
+                else:
+                    minute.limit = int(limit)
         for remaining, reset in _REMAINING:
             value = low.get(remaining)
             if value is None or reset not in low:
@@ -215,12 +259,16 @@ class AsyncLimiter:
                         pairs = self._buckets(tokens_in, tokens_out)
                         for bucket, _ in pairs:
                             bucket.refill(now)
-                        wait = max((b.wait_for(c) for b, c in pairs), default=0.0)
+                        waits = [b.wait_for(c) for b, c in pairs] + [w.wait_for(now) for w in self.windows]
+                        wait = max(waits, default=0.0)
                         if wait <= 0:
                             for bucket, cost in pairs:
                                 bucket.level -= cost
+                            for log in self.windows:
+                                log.add(now)
                             break
-                    await asyncio.sleep(wait)
+                    # a floor keeps a float-rounded remainder from spinning without the clock moving
+                    await self.sleep(max(wait, 1e-6))
             yield _Reservation(self, tokens_in, tokens_out)
 
 

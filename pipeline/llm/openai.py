@@ -44,11 +44,10 @@ def parse_chat_completion(data: Any, headers: dict[str, str]) -> Reply:
         raise TransientBackendError("malformed response: no choices")
     choice = choices[0]
     message = choice.get("message") or {}
-    finish = choice.get("finish_reason") or "other"
-    if message.get("refusal") or finish == "content_filter":
-        finish = "refusal"
-    elif finish not in {"stop", "length"}:
-        finish = "other" if finish != "tool_calls" else "other"
+    reason = choice.get("finish_reason")
+    # only "length" means cut; stop, tool_calls, eos (some compatible servers), None and unknown reasons are complete
+    finish = "refusal" if message.get("refusal") or reason == "content_filter" else (
+        "length" if reason == "length" else "stop")
     usage = data.get("usage") or {}
     return Reply(text=message.get("content") or "", finish=finish,
                  prompt_tokens=int(usage.get("prompt_tokens") or 0),
@@ -65,9 +64,9 @@ class OpenAIProvider(Provider):
     max_tokens_field = "max_completion_tokens"
 
     def make_client(self) -> Any:
-        return openai.AsyncOpenAI(api_key=self._api_key or "not-needed", base_url=self.cfg.base_url or None,
+        return openai.AsyncOpenAI(api_key=self._api_key or "not-needed", base_url=self._base_url or None,
                                   max_retries=0, timeout=self.cfg.limits.timeout,
-                                  default_headers=self.cfg.headers or None)
+                                  default_headers=self._headers or None)
 
     def build_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         cfg = self.cfg

@@ -8,22 +8,29 @@ or ``RowError`` (this request can never succeed; the row is kept invalid with th
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from pipeline.errors import BackendError, FatalBackendError, TransientBackendError
 from pipeline.llm.config import LLMConfig
 from pipeline.llm.limiter import retry_after_seconds
+from pipeline.llm.secrets import Scrubber, env_value, redact_url, strip_userinfo
 
 __all__ = ["Reply", "RowError", "Provider", "BatchLine", "status_error", "parse_raw"]
 
 
 @dataclass
 class Reply:
-    """One completed call. ``finish``: stop | length | refusal | other."""
+    """One completed call. ``finish``: stop (complete) | length (cut at max_tokens) | refusal.
+
+    Only a provider's own length reason means "cut" (OpenAI/Llama ``length``, Anthropic ``max_tokens``, Gemini
+    ``MAX_TOKENS``); any other or unknown reason is a complete reply, whose text validation then judges.
+    """
 
     text: str
     finish: str
@@ -79,11 +86,31 @@ class Provider(ABC):
     def __init__(self, cfg: LLMConfig, api_key: str | None) -> None:
         self.cfg = cfg
         self._api_key = api_key
+        # secret-bearing settings arrive as variable names (pipeline.llm.secrets); their values live only here
+        secret_headers = {name: env_value(var, f"backend.options.headers_env[{name!r}]")
+                          for name, var in cfg.headers_env.items()}
+        raw_url = env_value(cfg.base_url_env, "backend.options.base_url_env") if cfg.base_url_env else cfg.base_url
+        # URL credentials become a Basic Authorization header (what httpx does with them), so the URL the SDKs
+        # hold, log and put in exceptions never carries them
+        self._base_url, userinfo = strip_userinfo(raw_url)
+        self._safe_url = redact_url(raw_url)
+        user, _, password = userinfo.partition(":")
+        if userinfo:
+            token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+            secret_headers.setdefault("Authorization", f"Basic {token}")
+        self._headers: dict[str, str] = {**cfg.headers, **secret_headers}
+        #: replaces every secret value this provider holds in text bound for the ledger, errors and logs
+        self.scrub = Scrubber([api_key, *secret_headers.values(), userinfo, password, unquote(password)])
         self._client: Any = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
-    def __repr__(self) -> str:  # never show the key
-        return f"{type(self).__name__}(model={self.cfg.model_name!r}, base_url={self.cfg.base_url!r})"
+    def __repr__(self) -> str:  # never show the key or URL credentials
+        return f"{type(self).__name__}(model={self.cfg.model_name!r}, base_url={self.safe_base_url!r})"
+
+    @property
+    def safe_base_url(self) -> str:
+        """The endpoint with any credentials replaced (for stats and messages)."""
+        return self._safe_url
 
     def client(self) -> Any:
         """The SDK client of the running event loop (a new loop gets a new client: pools are per loop)."""

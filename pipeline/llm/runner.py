@@ -4,6 +4,11 @@ A *unit* is one prompt: a whole query (layout ``per_query``, the default: three 
 (``per_level``). Units whose validated result is cached cost nothing; the others run concurrently under the
 limiter, are validated, re-asked with the reasons up to ``max_reasks`` times, and cached only when every level is
 valid. Rows that stay invalid are returned with ``valid=False`` and their reasons, never dropped.
+
+A row the provider never answered (connection error, timeout, 5xx or 429 after the last retry, budget stop, an
+expired batch line) comes back with ``LevelFill.unanswered`` set to the cause instead of raising; only fatal
+errors (bad key, unknown model) raise. Unanswered rows are never cached; the answers a run paid for are in its
+ledger, so the rerun asks again for exactly the unanswered rows and bills nothing twice.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +25,7 @@ from typing import Any
 from pipeline.backends.base import FillRequest, FillResponse, LevelFill, MaskedLevel
 from pipeline.errors import BudgetExceededError, FatalBackendError
 from pipeline.llm.cache import ResponseCache, cache_key
-from pipeline.llm.calls import Caller
+from pipeline.llm.calls import CallResult, Caller
 from pipeline.llm.config import LLMConfig, default_cache_dir
 from pipeline.llm.ledger import Ledger, read_ledger
 from pipeline.llm.limiter import Limiter, make_limiter
@@ -85,6 +91,8 @@ class LLMBackend:
         self.cache_hits = 0
         self.rows_valid = 0
         self.rows_invalid = 0
+        #: rows the provider never answered, by cause (``pipeline.llm.calls.UNANSWERED_CAUSES``)
+        self.unanswered: Counter[str] = Counter()
         self.reasks = 0
         self._t0 = time.perf_counter()
         self._bar: Any = None
@@ -144,10 +152,9 @@ class LLMBackend:
             for unit, out in zip(todo, outcomes):
                 if not isinstance(out, BaseException):
                     results[unit.uid] = out
-            if errors:
+            if errors:  # a fatal error (bad key, unknown model) or a bug; budget stops come back as rows
                 self.ledger.flush()
-                stop = next((e for e in errors if isinstance(e, (FatalBackendError, BudgetExceededError))), errors[0])
-                raise stop
+                raise next((e for e in errors if isinstance(e, FatalBackendError)), errors[0])
         return [self._response(r, units, results) for r, units in zip(reqs, per_req)]
 
     async def _run_all(self, todo: list[Unit], bar: Any) -> list[Any]:
@@ -175,13 +182,18 @@ class LLMBackend:
                 body = self.provider.build_body(messages)
                 self.reasks += 1
             call = unit.key if ask == 0 else self.call_key(body)
-            out = await self.caller.call(unit, call, body, estimate_message_tokens(messages), ask)
+            try:
+                out = await self.caller.call(unit, call, body, estimate_message_tokens(messages), ask)
+            except BudgetExceededError as exc:  # this unit and every later one are left for a rerun
+                out = CallResult(None, str(exc), cause="budget")
             res.attempts += out.attempts
             res.latency_s += out.latency_s
             if out.reply is None:
+                # a level still pending after an earlier invalid answer counts as unanswered too when the re-ask
+                # never got through: the rerun replays the paid answer from the ledger and sends the re-ask
                 for lv in pending:
                     res.fills[lv.level] = LevelFill(lv.level, res.fills.get(lv.level, _EMPTY).negative, (), False,
-                                                    (out.reason,))
+                                                    (out.reason,), out.cause)
                 break
             res.prompt_tokens += out.reply.prompt_tokens
             res.completion_tokens += out.reply.completion_tokens
@@ -217,11 +229,12 @@ class LLMBackend:
             from_cache = from_cache and res.from_cache
         if self.cfg.layout == "per_level":
             fills = cross_check(fills)
-        ordered = tuple(fills[lv.level] if lv.level in fills else LevelFill(lv.level, "", (), False, ("no answer",))
-                        for lv in req.levels)
+        ordered = tuple(fills[lv.level] if lv.level in fills
+                        else LevelFill(lv.level, "", (), False, ("no answer",), "no_answer") for lv in req.levels)
         valid = sum(1 for f in ordered if f.valid)
+        self.unanswered.update(f.unanswered for f in ordered if f.unanswered)
         self.rows_valid += valid
-        self.rows_invalid += len(ordered) - valid
+        self.rows_invalid += sum(1 for f in ordered if not f.valid and not f.unanswered)
         return FillResponse(req.qid, ordered, self.name, self.model, self.prompt_version, attempts, from_cache,
                             p_tok, c_tok, round(latency, 4))
 
@@ -244,7 +257,7 @@ class LLMBackend:
         return {
             "backend": self.name, "provider": self.provider.name, "model": self.model,
             "prompt_version": self.prompts.fingerprint, "layout": self.cfg.layout,
-            "base_url": _safe_url(self.provider.cfg.base_url), "batch": self.cfg.batch.enabled,
+            "base_url": self.provider.safe_base_url, "batch": self.cfg.batch.enabled,
             "calls": self.caller.sent, "billed": c["billed"], "ok": c["ok"], "cache_hits": self.cache_hits,
             "replayed": c["replayed"], "reasks": self.reasks, "http_429": c["http_429"],
             "http_5xx": sum(v for k, v in c.items() if k.startswith("http_5")),
@@ -253,6 +266,7 @@ class LLMBackend:
             "completion_tokens": self.caller.completion_tokens, "cost_usd": round(self.caller.spent_usd, 6),
             "cost_usd_run_total": round(self.prior.spent_usd + self.caller.spent_usd, 6),
             "rows_valid": self.rows_valid, "rows_invalid": self.rows_invalid,
+            "rows_unanswered": sum(self.unanswered.values()), "unanswered": dict(sorted(self.unanswered.items())),
             "limiter_pauses": getattr(self.limiter, "pauses", 0),
             "shared_limits": [spec.name for spec in getattr(self.limiter, "specs", ())],
             "ledger": str(self.ledger_path), "cache_dir": str(self.cache.directory) if self.cache.directory else None,
@@ -270,14 +284,6 @@ class LLMBackend:
 
 
 _EMPTY = LevelFill(0, "", (), False)
-
-
-def _safe_url(url: str) -> str:
-    # a user:password@ part of a URL is a credential
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 def _to_cache(res: UnitResult, model: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ the same spacing.
 >>> lv = MaskedLevel(1, 0.25, "person <mask> the door.", ("person", "<mask>", "the", "door", "."), (1,),
 ...                  ("opens",), ("verb",))
 >>> check_level(lv, "Person closes the door.", "person opens the door.", 2)
-LevelFill(level=1, negative='person closes the door.', filled_words=('closes',), valid=True, invalid_reasons=())
+LevelFill(level=1, negative='person closes the door.', filled_words=('closes',), valid=True, invalid_reasons=(), unanswered='')
 >>> check_level(lv, "person opens the window.", "person opens the door.", 2).invalid_reasons[0]
 "does not keep the unmasked words of 'person <mask> the door.'"
 """

@@ -4,36 +4,48 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 
 import pytest
 
 from pipeline.config import BackendConfig
-from pipeline.errors import BudgetExceededError, ConfigError
+from pipeline.errors import ConfigError
 from pipeline.llm import make_llm_backend
 from pipeline.llm.ledger import read_ledger
 from tests.llm.helpers import SECRETS, backend_config, dictionary, make_requests
 
 
+def _unanswered(responses):
+    return Counter(f.unanswered for r in responses for f in r.fills if f.unanswered)
+
+
 def test_request_budget_stops_cleanly_and_keeps_finished_rows(server, run_fill, tmp_path):
-    with pytest.raises(BudgetExceededError, match="request budget of 3"):
-        run_fill("openai", server, make_requests(8), budget={"max_requests": 3}, limits={"max_in_flight": 1})
+    responses, stats = run_fill("openai", server, make_requests(8), budget={"max_requests": 3},
+                                limits={"max_in_flight": 1})
+    # the budget stop does not raise: the five units never asked come back unanswered ("budget"), not invalid
+    assert _unanswered(responses) == {"budget": 15}
+    assert stats["unanswered"] == {"budget": 15} and stats["rows_invalid"] == 0 and stats["rows_valid"] == 9
+    assert all("request budget of 3" in f.invalid_reasons[0] for r in responses for f in r.fills if f.unanswered)
     records, state = read_ledger(tmp_path / "run" / "ledger.jsonl")
     assert state.billed_requests == 3
     assert server.counts["POST /v1/chat/completions"] == 3
     # the three answered rows are cached: a rerun with a larger budget pays only for the other five
-    _, stats = run_fill("openai", server, make_requests(8), workdir=tmp_path / "run2", budget={"max_requests": 100})
-    assert stats["cache_hits"] == 3 and stats["calls"] == 5
+    responses, stats = run_fill("openai", server, make_requests(8), workdir=tmp_path / "run2",
+                                budget={"max_requests": 100})
+    assert stats["cache_hits"] == 3 and stats["calls"] == 5 and not _unanswered(responses)
 
 
 def test_budget_counts_the_whole_run_across_resumes(server, run_fill, tmp_path):
     run_fill("openai", server, make_requests(2), budget={"max_requests": 2})
-    with pytest.raises(BudgetExceededError):
-        run_fill("openai", server, make_requests(2, start=10), budget={"max_requests": 2})
+    responses, _ = run_fill("openai", server, make_requests(2, start=10), budget={"max_requests": 2})
+    assert _unanswered(responses) == {"budget": 6}
 
 
 def test_dollar_budget_stops_before_passing_it(server, run_fill, tmp_path):
-    with pytest.raises(BudgetExceededError, match="dollar budget"):
-        run_fill("openai", server, make_requests(20), budget={"max_usd": 0.001}, limits={"max_in_flight": 2})
+    responses, _ = run_fill("openai", server, make_requests(20), budget={"max_usd": 0.001},
+                            limits={"max_in_flight": 2})
+    assert set(_unanswered(responses)) == {"budget"}
+    assert any("dollar budget" in f.invalid_reasons[0] for r in responses for f in r.fills if f.unanswered)
     _, state = read_ledger(tmp_path / "run" / "ledger.jsonl")
     assert 0 < state.spent_usd <= 0.001
 
@@ -69,7 +81,7 @@ def test_llama3_needs_no_key(monkeypatch, server, run_fill):
 def test_keys_are_refused_as_config_values(tmp_path):
     with pytest.raises(ConfigError, match="environment"):
         make_llm_backend(BackendConfig(name="openai", options={"api_key": "sk-x"}), dictionary(), tmp_path)
-    with pytest.raises(ConfigError, match="environment variables"):
+    with pytest.raises(ConfigError, match="environment variable and set backend.options.headers_env"):
         make_llm_backend(BackendConfig(name="openai", options={"headers": {"Authorization": "Bearer x"}}),
                          dictionary(), tmp_path)
 

@@ -33,7 +33,9 @@ def _error(style: str, code: int, kind: str, msg: str, headers: dict[str, str] |
 
 
 def produce(style: str, model: str, messages: list[tuple[str, str]], max_tokens: int, fault: str) -> dict[str, Any]:
-    """The reply body of a completion that went through (``fault``: "", length, refusal or invalid)."""
+    """The reply body of a completion that went through (``fault``: "", length, refusal, invalid or
+    ``stop_unknown``: a complete answer with a stop reason the provider does not define, as compatible servers send).
+    """
     prompt = parse_prompt(messages)
     text = answer(prompt, leave_masks=fault == "invalid")
     p_tok = count_tokens("".join(t for _, t in messages))
@@ -44,20 +46,22 @@ def produce(style: str, model: str, messages: list[tuple[str, str]], max_tokens:
         text, finish = "I can't help with that.", "refusal"
     c_tok = count_tokens(text)
     rid = uuid.uuid4().hex[:12]
+    odd = fault == "stop_unknown"
     if style == "openai":
         refusal = finish == "refusal"
         return {"id": f"chatcmpl-{rid}", "object": "chat.completion", "created": int(time.time()), "model": model,
                 "system_fingerprint": "fp_shine_test",
-                "choices": [{"index": 0, "logprobs": None, "finish_reason": "stop" if refusal else finish,
+                "choices": [{"index": 0, "logprobs": None,
+                             "finish_reason": "eos" if odd else "stop" if refusal else finish,
                              "message": {"role": "assistant", "content": None if refusal else text,
                                          "refusal": text if refusal else None}}],
                 "usage": {"prompt_tokens": p_tok, "completion_tokens": c_tok, "total_tokens": p_tok + c_tok}}
     if style == "anthropic":
-        stop = {"stop": "end_turn", "length": "max_tokens", "refusal": "refusal"}[finish]
+        stop = "stop" if odd else {"stop": "end_turn", "length": "max_tokens", "refusal": "refusal"}[finish]
         return {"id": f"msg_{rid}", "type": "message", "role": "assistant", "model": model,
                 "content": [{"type": "text", "text": text}], "stop_reason": stop, "stop_sequence": None,
                 "usage": {"input_tokens": p_tok, "output_tokens": c_tok}}
-    reason = {"stop": "STOP", "length": "MAX_TOKENS", "refusal": "SAFETY"}[finish]
+    reason = "OTHER" if odd else {"stop": "STOP", "length": "MAX_TOKENS", "refusal": "SAFETY"}[finish]
     return {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": reason,
                             "index": 0}],
             "usageMetadata": {"promptTokenCount": p_tok, "candidatesTokenCount": c_tok,
@@ -80,6 +84,9 @@ async def complete(srv: ProviderServer, style: str, model: str, messages: list[t
     if srv.latency_s:
         await asyncio.sleep(srv.latency_s)
     fault = srv.next_fault()
+    if fault == "429":  # a provider-side limit the client could not know about
+        return _error(style, 429, "rate_limit_error" if style == "anthropic" else "rate_limit_exceeded",
+                      "rate limit reached", {"retry-after": "0"})
     if fault in {"500", "503"}:
         return _error(style, int(fault), "api_error" if style == "anthropic" else "server_error", "injected fault")
     if fault in {"hang", "reset"}:

@@ -5,7 +5,8 @@ Routes (one plain handler function each): OpenAI ``POST /v1/chat/completions``, 
 ``POST /v1/messages/batches``, ``GET /v1/messages/batches/{id}``, ``GET /v1/messages/batches/{id}/results``;
 Gemini ``POST /v1beta/models/{model}:generateContent``. Replies carry usage fields and rate-limit headers; past
 the configured RPM/TPM it answers 429 with Retry-After. Faults (``FaultPlan``): 500/503, hang (client timeout),
-malformed JSON, a reply cut at ``length``, a connection reset, a refusal, an answer with masks left unfilled.
+malformed JSON, a reply cut at ``length``, a connection reset, a refusal, an answer with masks left unfilled, a 429
+the client could not foresee, a complete answer with an unknown stop reason (``stop_unknown``).
 
     python -m pipeline.llm.testing.server --rpm 600 --tpm 400000    # prints its URL, serves until Ctrl-C
 """
@@ -26,7 +27,8 @@ from pipeline.llm.testing.http import HTTPServer, Request, Response
 __all__ = ["ProviderServer", "FaultPlan", "FAULTS"]
 
 #: injectable fault kinds
-FAULTS: tuple[str, ...] = ("500", "503", "hang", "malformed", "length", "reset", "refusal", "invalid")
+FAULTS: tuple[str, ...] = ("500", "503", "429", "hang", "malformed", "length", "reset", "refusal", "invalid",
+                           "stop_unknown")
 
 
 @dataclass
@@ -81,6 +83,8 @@ class ProviderServer:
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.seen_keys: set[str] = set()
+        #: every request header value received (tests check that planted secrets did reach the provider)
+        self.seen_headers: set[tuple[str, str]] = set()
         self._http = HTTPServer(self.dispatch, hang_s=hang_s)
         self.url = ""
 
@@ -127,6 +131,8 @@ class ProviderServer:
 
     async def dispatch(self, req: Request) -> Response:
         """Route a request to its handler; log it."""
+        with self.lock:
+            self.seen_headers.update((k.lower(), v) for k, v in req.headers.items())
         for key in ("authorization", "x-api-key", "x-goog-api-key"):
             if key in req.headers:
                 self.seen_keys.add(req.headers[key].removeprefix("Bearer "))
