@@ -201,7 +201,7 @@ def train_cmd(prep: dict, variant: str, out: Path, epochs: int, tiny: bool) -> l
     if variant == "shine-random":
         sets += ["shine.enabled=true", f"shine.hn_text_features={prep['store']}"]
     elif variant == "shine-oracle":
-        sets += ["shine.enabled=true"]  # hn_text_features empty: the synthetic store's own hn1..hn3
+        sets += ["shine.enabled=true", "shine.oracle_negatives=true"]  # the synthetic store's own hn1..hn3
     elif variant == "shine-no-hn":  # L_cr (easy negative = batch-rolled query) and L_intra only
         sets += ["shine.enabled=true", "shine.use_fine=false", f"shine.hn_text_features={prep['store']}"]
     elif variant == "shine-hn-third":  # the cheaper step: hard negatives scored for ceil(0.34 B) rows

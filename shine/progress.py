@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-__all__ = ["format_duration", "log_progress"]
+__all__ = ["format_duration", "log_progress", "current_flow_run_id"]
 
 
 def format_duration(seconds: float) -> str:
@@ -35,3 +35,13 @@ def log_progress(line: str, logger: logging.Logger | None = None) -> None:
         logger.info(line)
     else:
         print(line, file=sys.stderr, flush=True)
+
+
+def current_flow_run_id() -> str | None:
+    """The id of the Prefect flow run this code runs in (for manifests), None outside one."""
+    if "prefect" not in sys.modules:
+        return None
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return str(ctx.flow_run.id) if ctx is not None and ctx.flow_run is not None else None

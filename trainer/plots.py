@@ -1,4 +1,5 @@
-"""Saliency-curve plots: predicted per-clip saliency of a few queries against their ground-truth window.
+"""Run plots: saliency curves of a few queries against their ground truth, and the training curves (loss terms
+and validation metrics per epoch) every run writes.
 
 Uses matplotlib's Agg backend (no display needed) and imports it only when a plot is drawn.
 """
@@ -11,7 +12,10 @@ from typing import Any
 
 from trainer.data.annotations import Annotation
 
-__all__ = ["plot_saliency_curves"]
+__all__ = ["plot_saliency_curves", "plot_training_curves", "LOSS_PLOT", "VAL_PLOT"]
+
+LOSS_PLOT = "loss_curves.png"
+VAL_PLOT = "val_curves.png"
 
 
 def plot_saliency_curves(
@@ -59,3 +63,51 @@ def plot_saliency_curves(
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path
+
+
+def plot_training_curves(history: Sequence[Mapping[str, Any]], out_dir: str | Path, *, title: str = "",
+                         select_metric: str = "R1@0.5") -> list[Path]:
+    """``out_dir/loss_curves.png`` (train total and main terms, validation loss) and ``out_dir/val_curves.png``
+    (validation R1@0.5, R1@0.7, mIoU, mAP and the selection metric) from ``train_log.jsonl``-style entries."""
+    if not history:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    epochs = [h["epoch"] + 1 for h in history]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    keys = [k for k in history[-1].get("train", {}) if not k.rsplit("_", 1)[-1].isdigit()]
+    for key in keys:  # aux-layer copies (loss_span_0, ...) left out, as in the progress lines
+        ax.plot(epochs, [h.get("train", {}).get(key) for h in history], lw=2.5 if key == "loss" else 1.2,
+                label=f"train {key}")
+    val_pts = [(e, h["val_loss"]) for e, h in zip(epochs, history) if h.get("val_loss") is not None]
+    if val_pts:
+        ax.plot(*zip(*val_pts), "k--o", ms=3, lw=2, label="val loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(f"{title}: losses" if title else "losses", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    paths = [out_dir / LOSS_PLOT]
+    fig.savefig(paths[0], dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    metrics = list(dict.fromkeys(["R1@0.5", "R1@0.7", "mIoU", "mAP", select_metric]))
+    for key in metrics:
+        pts = [(e, h["val"][key]) for e, h in zip(epochs, history) if key in (h.get("val") or {})]
+        if pts:
+            ax.plot(*zip(*pts), "-o", ms=3, lw=2.5 if key == select_metric else 1.2,
+                    label=key + (" (selection)" if key == select_metric else ""))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("% on the validation split")
+    ax.set_title(f"{title}: validation" if title else "validation", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out_dir / VAL_PLOT)
+    fig.savefig(paths[1], dpi=100)
+    plt.close(fig)
+    return paths

@@ -7,7 +7,12 @@ early stopping, then evaluate the best checkpoint on every test split and write 
     OUT/metrics.{md,csv,json}           one row per split (val first), with chance rows when known
     OUT/predictions/{split}.jsonl       Moment-DETR submission format
     OUT/plots/{split}_saliency.png      saliency curves of a few queries vs their ground truth
-    OUT/manifest.json                   config, inputs (sha256), versions, device, counts, timings
+    OUT/plots/loss_curves.png, val_curves.png   loss terms and validation metrics per epoch
+    OUT/manifest.json                   config, inputs (sha256), versions, device, counts, timings, the
+                                        negatives SHINE read, and one entry per invocation under ``runs``
+
+Each epoch logs one line (loss terms, validation metrics, seconds per epoch, ETA) to Prefect's run logger inside a
+flow run, else to the terminal.
 
 Model selection and early stopping only ever look at the validation split carved from train.
 """
@@ -24,6 +29,7 @@ from typing import Any
 import torch
 import yaml
 
+from shine.progress import current_flow_run_id, log_progress
 from trainer.build import (
     build_data,
     build_model_and_criterion,
@@ -42,16 +48,21 @@ from trainer.distributed import (DistEnv, all_gather_object, barrier, broadcast_
 from trainer.engine import evaluate, predict, train_one_epoch
 from trainer.errors import ConfigError
 from trainer.metrics import MomentMetrics
-from trainer.plots import plot_saliency_curves
+from trainer.plots import plot_saliency_curves, plot_training_curves
 from trainer.report import (
+    epoch_line,
     package_versions,
     read_chance,
+    round_metrics,
+    run_name,
+    run_title,
     sha256_file,
     write_json,
     write_metrics_tables,
     write_predictions,
     write_text,
 )
+from trainer.shine_config import NegativesChoice, choose_negatives
 
 __all__ = ["RunResult", "train", "evaluate_checkpoint", "predict_checkpoint"]
 
@@ -109,12 +120,18 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> RunResult:
     out = Path(cfg.out_dir)
     if not resume and (out / "checkpoints" / "last.pt").exists():
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    # before any data is read: the hard-negative store exists, matches the text features' dimension, and which
+    # one it is (a pipeline store beside synthetic data replaces the generator's oracle negatives)
+    shine, negatives = choose_negatives(cfg.shine, cfg.data.path(cfg.data.text_features),
+                                        label=f"preset {cfg.preset}" if cfg.preset else f"data set {cfg.data.name}")
+    cfg = dataclasses.replace(cfg, shine=shine)
     t_start = time.perf_counter()
     with distributed(_runtime(cfg)) as (env, device):
-        return _train(cfg, resume, env, device, t_start)
+        return _train(cfg, resume, env, device, t_start, negatives)
 
 
-def _train(cfg: TrainConfig, resume: bool, env: DistEnv, device: torch.device, t_start: float) -> RunResult:
+def _train(cfg: TrainConfig, resume: bool, env: DistEnv, device: torch.device, t_start: float,
+           negatives: NegativesChoice | None = None) -> RunResult:
     out = Path(cfg.out_dir)
     last_path, best_path = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
     main = env.is_main
@@ -144,6 +161,11 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, device: torch.device, t
         _dump_config(cfg, out)
     timings["setup_s"] = time.perf_counter() - t_start
     stopped_early = bool(cfg.optim.patience and best["bad_epochs"] >= cfg.optim.patience)
+    title = run_title(cfg, negatives.describe() if negatives else "")
+    if main:
+        log_progress(f"training {title}: epochs {start_epoch + 1}..{cfg.optim.epochs}, {len(data.train)} train / "
+                     f"{len(data.val)} val queries, device {device}")
+    epoch_times: list[float] = []
     t_train = time.perf_counter()
     for epoch in range(start_epoch, cfg.optim.epochs):
         if stopped_early:
@@ -173,6 +195,7 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, device: torch.device, t
                 best["bad_epochs"] += 1
         if env.enabled:  # rank 0's selection state, so every rank stops at the same epoch
             best, entry = broadcast_object(env, (best, entry))
+        entry["epoch_s"] = round(time.perf_counter() - t0, 3)
         history.append(entry)
         if main:
             save_checkpoint(last_path, {
@@ -182,6 +205,9 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, device: torch.device, t
                 "history": history,
             })
             write_text(out / "train_log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+            epoch_times.append(entry["epoch_s"])
+            eta = sum(epoch_times) / len(epoch_times) * (cfg.optim.epochs - epoch - 1)  # patience may end it sooner
+            log_progress(epoch_line(entry, cfg.optim.epochs, best, entry["epoch_s"], eta))
         stopped_early = bool(cfg.optim.patience and best["bad_epochs"] >= cfg.optim.patience)
     timings["train_s"] = time.perf_counter() - t_train
     distributed_info: dict[str, Any] = {}
@@ -195,6 +221,7 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, device: torch.device, t
         return RunResult(out_dir=out, global_step=global_step, epochs_run=len(history), best=best,
                          stopped_early=stopped_early, history=history)
 
+    plot_training_curves(history, out / "plots", title=title, select_metric=cfg.optim.select_metric)
     t_eval = time.perf_counter()
     final = load_checkpoint(best_path if best_path.exists() else last_path, map_location=device)
     model.load_state_dict(final["model"])
@@ -202,23 +229,38 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, device: torch.device, t
     for name, ds in data.tests.items():
         metrics[name] = _eval_split(model, ds, cfg, device, name, out)
     chance = {name: c for name in data.tests if (c := read_chance(data.sources[name]))}
-    write_metrics_tables(out, metrics, chance, title=f"{cfg.data.name} / {cfg.model.arch} (best epoch {best['epoch']})")
+    write_metrics_tables(out, metrics, chance, title=f"{title} (best epoch {best['epoch']})")
     timings["eval_s"] = time.perf_counter() - t_eval
     timings["total_s"] = time.perf_counter() - t_start
+    run_entry = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - timings["total_s"])),
+                 "resumed": resume, "prefect_flow_run_id": current_flow_run_id(), "epochs": [start_epoch, len(history)],
+                 "timings_s": {k: round(v, 3) for k, v in timings.items()}}
     write_json(out / "manifest.json", {
         "kind": "train",
+        "run_name": run_name(cfg), "title": title,
+        "shine_negatives": dataclasses.asdict(negatives) if negatives else None,
+        "runs": [*_previous_runs(out / "manifest.json"), run_entry],
         "config": cfg.to_dict(),
-        "inputs": {name: {"path": p, "sha256": sha256_file(p)} for name, p in data.sources.items()},
+        "inputs": {name: {"path": str(Path(p).resolve()), "sha256": sha256_file(p)} for name, p in data.sources.items()},
         "queries": {"train": len(data.train), "val": len(data.val), **{n: len(d) for n, d in data.tests.items()}},
         "clipped_windows": data.clipped_windows,
         "device": str(device), "amp": amp, "versions": package_versions(),
-        "resumed": resume, "global_step": global_step, "epochs_run": len(history), "best": best,
+        "resumed": resume, "global_step": global_step, "epochs_run": len(history), "best": round_metrics(best),
         "stopped_early": stopped_early, "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "chance": chance, **({"distributed": distributed_info} if distributed_info else {}),
     })
     barrier(env)
     return RunResult(out_dir=out, global_step=global_step, epochs_run=len(history), best=best,
                      stopped_early=stopped_early, history=history, metrics=metrics)
+
+
+def _previous_runs(manifest: Path) -> list[dict[str, Any]]:
+    """The ``runs`` history of an earlier manifest in the same directory (a resumed run keeps it)."""
+    try:
+        runs = json.loads(manifest.read_text(encoding="utf-8")).get("runs", [])
+    except (OSError, ValueError):
+        return []
+    return runs if isinstance(runs, list) else []
 
 
 def _from_checkpoint(checkpoint: str | Path, overrides: dict[str, Any] | None) -> tuple[TrainConfig, dict[str, Any]]:
@@ -256,7 +298,7 @@ def evaluate_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, splits: 
         metrics[name] = _eval_split(model, ds, cfg, device, name, out)
         if c := read_chance(cfg.data.path(path)):
             chance[name] = c
-    write_metrics_tables(out, metrics, chance, title=f"{cfg.data.name} / {cfg.model.arch} ({Path(checkpoint).name})")
+    write_metrics_tables(out, metrics, chance, title=f"{run_title(cfg)} ({Path(checkpoint).resolve()})")
     write_json(out / "manifest.json", {"kind": "evaluate", "checkpoint": str(checkpoint), "config": cfg.to_dict(),
                                        "splits": splits, "device": str(device), "versions": package_versions()})
     return metrics

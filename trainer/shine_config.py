@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
 
 from trainer.errors import ConfigError
 
-__all__ = ["ShineConfig"]
+__all__ = ["ShineConfig", "NegativesChoice", "choose_negatives"]
 
 
 def _check(ok: bool, where: str, expected: str, value: object) -> None:
@@ -57,9 +60,17 @@ class ShineConfig:
     #: with invalid_negatives="random_fallback": the store of a random-backend run over the same queries
     fallback_text_features: str = ""
     hn_fraction: float = 1.0
+    #: synthetic data: keep the generator's oracle hn1..hn3 even when a pipeline store sits beside the data
+    oracle_negatives: bool = False
 
     def __post_init__(self) -> None:
         w = "shine"
+        for name in ("hn_text_features", "fallback_text_features"):
+            # a store path is the user's, read from where they run the command (not from data.root, which is
+            # the data set's): made absolute here, so config.yaml and the manifest say which store was read
+            value = getattr(self, name)
+            if value and "$" not in value and not Path(value).expanduser().is_absolute():
+                object.__setattr__(self, name, os.path.abspath(Path(value).expanduser()))
         for name in ("alpha", "beta", "h1", "h2"):
             value = getattr(self, name)
             _check(isinstance(value, (int, float)) and value >= 0, f"{w}.{name}", "a number >= 0", value)
@@ -85,3 +96,80 @@ class ShineConfig:
         if not self.fine_terms:
             return None
         return tuple(i + 1 in self.fine_terms for i in range(self.levels + 1))
+
+
+@dataclass(frozen=True)
+class NegativesChoice:
+    """Where a SHINE run's hn1..hn3 come from: ``source`` is ``pipeline`` (a ``shine encode-text`` store),
+    ``generator oracle`` (the synthetic set's own, built from its ground truth) or ``text features store``;
+    ``store`` is its absolute path; ``found`` says the pipeline store was found beside the data, not given."""
+
+    source: str
+    store: str
+    found: bool = False
+
+    def describe(self) -> str:
+        """``pipeline store /abs/path (found beside the data)``, for report headers and logs."""
+        return f"{self.source} store {self.store}" + (" (found beside the data)" if self.found else "")
+
+
+def _store_meta_file(path: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _store_meta(path: Path) -> dict[str, Any] | None:
+    return _store_meta_file(path / "store.json")
+
+
+def _encoder_name(meta: dict[str, Any]) -> str:
+    enc = meta.get("encoder", "")
+    return str(enc.get("encoder", "")) if isinstance(enc, dict) else str(enc)
+
+
+def choose_negatives(shine: ShineConfig, text_features: Path, *, label: str) -> tuple[ShineConfig, NegativesChoice | None]:
+    """Resolve and check the hard-negative store of a run before any data is loaded.
+
+    ``text_features`` is the run's ``data.text_features`` (resolved), ``label`` names the preset or data set in
+    messages. With ``shine.hn_text_features`` empty and the generator's synthetic store as text features, a
+    pipeline store built for that data (``negatives/text_features/word-vectors`` in ``data.root`` or beside it, the
+    ``shine experiment`` layout) replaces the generator's oracle negatives unless ``shine.oracle_negatives``. Raises ConfigError, one line, when the
+    store is missing (naming ``shine encode-text``) or its dimension differs from the text features'.
+    """
+    if not shine.enabled:
+        return shine, None
+    main = _store_meta(text_features)
+    main_dim = int(main["dim"]) if main and "dim" in main else None
+    if shine.hn_text_features:
+        store = Path(shine.hn_text_features)
+        meta = _store_meta(store)
+        if meta is None and not (store.is_dir() and any(store.glob("*.npz"))):
+            raise ConfigError(f"shine.hn_text_features: no text store at {store} (a relative path is read from the "
+                              f"current directory, {Path.cwd()}); build one with `shine encode-text --run RUN` "
+                              "(it writes RUN/text_features/ENCODER) and pass that directory")
+        choice = NegativesChoice("pipeline" if meta and "stage" in meta else "text features", str(store))
+    else:
+        choice = NegativesChoice("text features", str(text_features))
+        meta = main
+        if main is not None and _encoder_name(main).startswith("synthetic-"):
+            choice = NegativesChoice("generator oracle", str(text_features))
+            root = text_features.parent
+            for base in () if shine.oracle_negatives else (root, root.parent):
+                cand = base / "negatives" / "text_features" / "word-vectors"
+                cand_meta = _store_meta(cand)
+                if cand_meta is not None and cand_meta.get("dim") == main_dim:
+                    shine, meta = replace(shine, hn_text_features=str(cand)), cand_meta
+                    choice = NegativesChoice("pipeline", str(cand), found=True)
+                    break
+    hn_dim = int(meta["dim"]) if meta and "dim" in meta else None
+    if main_dim is not None and hn_dim is not None and hn_dim != main_dim:
+        synthetic = _store_meta_file(text_features.parent / "synthetic.json")
+        seed = synthetic.get("seed", "SEED") if synthetic else "SEED"
+        raise ConfigError(f"shine.hn_text_features: {choice.store} holds {hn_dim}-d {_encoder_name(meta or {}) or '?'} "
+                          f"features but {label}'s text features ({text_features}) are {main_dim}-d; encode the "
+                          "negatives with the encoder of the text features (synthetic data: `shine encode-text "
+                          f"--encoder word-vectors --encoder-seed {seed} --dim {main_dim}`)")
+    return shine, choice
