@@ -2,12 +2,15 @@
 
 The flow resolves and validates the config first (preset < ``config_file`` < ``overrides`` < ``out``), checks that
 the training annotations exist, and only then trains, so a bad parameter fails the run before anything is
-written. Each finished run publishes two markdown artifacts: the metrics table (``train-<preset>-metrics``) and the
-paths of the run's checkpoints, plots and tables (``train-<preset>-outputs``). Never imports ``pipeline``.
+written. Each finished run publishes two markdown artifacts under keys that name the run and SHINE on/off, so a
+baseline and a SHINE run never hide each other: the metrics table (``train-<preset>-<run>-shine-<on|off>-metrics``)
+and the paths of its checkpoints, plots and tables (``...-outputs``); ``<run>`` is the run directory's name. The flow
+run is named the same way (``synthetic-baseline-shine-off``). Never imports ``pipeline``.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,9 +19,10 @@ from prefect.artifacts import create_markdown_artifact
 
 from shine.configs import parse_overrides
 from trainer.config import PRESETS, TrainConfig, load_config
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, TrainerError
+from trainer.report import round_metrics, run_name
 
-__all__ = ["train_flow", "resolve_train_config", "outputs_markdown"]
+__all__ = ["train_flow", "resolve_train_config", "outputs_markdown", "run_label"]
 
 #: the presets as a type, so Prefect's parameter schema (and the UI's form) lists the valid choices
 Preset = Literal[PRESETS]  # type: ignore[valid-type]
@@ -64,7 +68,7 @@ def outputs_markdown(out_dir: Path, summary: dict[str, Any]) -> str:
              if (out_dir / name).is_file()]
     best = summary["best"]
     lines = [
-        f"# train: {summary['preset'] or 'custom'} -> `{out_dir.name}`",
+        f"# train {summary.get('title') or summary['preset'] or 'custom'}",
         "",
         f"best epoch {best.get('epoch')} ({best.get('metric')} = {best.get('value')}), "
         f"{summary['epochs_run']} epochs run, {summary['global_step']} steps"
@@ -77,13 +81,42 @@ def outputs_markdown(out_dir: Path, summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _artifact_key(preset: str, suffix: str) -> str:
-    """Prefect artifact keys allow lower-case letters, digits and dashes only."""
-    base = "".join(c if c.isalnum() else "-" for c in (preset or "custom").lower())
-    return f"train-{base}-{suffix}"
+def _manifest(out_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
-@flow(name="train", log_prints=True, validate_parameters=True)
+def run_label(cfg: TrainConfig) -> str:
+    """``<preset>-<run>-shine-<on|off>``: the flow run's name and the middle of its artifact keys.
+
+    >>> run_label(resolve_train_config("synthetic", overrides={"shine": {"enabled": True}}, out="runs/My_Run"))
+    'synthetic-my-run-shine-on'
+    """
+    raw = f"{cfg.preset or 'custom'}-{run_name(cfg)}-shine-{'on' if cfg.shine.enabled else 'off'}"
+    # Prefect artifact keys allow lower-case letters, digits and dashes only
+    slug = "".join(c if c.isalnum() else "-" for c in raw.lower())
+    return "-".join(part for part in slug.split("-") if part)
+
+
+def _artifact_key(cfg: TrainConfig, suffix: str) -> str:
+    return f"train-{run_label(cfg)}-{suffix}"
+
+
+def _flow_run_name() -> str:
+    """Name of a train flow run, from its parameters (falls back to ``train`` when they do not resolve yet)."""
+    from prefect.runtime import flow_run
+
+    params = dict(flow_run.parameters or {})
+    try:
+        return run_label(resolve_train_config(params.get("preset"), params.get("config_file"),
+                                              params.get("overrides"), params.get("out")))
+    except (TrainerError, ValueError, TypeError, OSError):
+        return f"train-{params.get('preset') or 'custom'}"
+
+
+@flow(name="train", log_prints=True, validate_parameters=True, flow_run_name=_flow_run_name)
 def train_flow(
     preset: Preset | None = "synthetic",  # type: ignore[valid-type]
     out: str | None = None,
@@ -109,7 +142,7 @@ def train_flow(
     logger = get_run_logger()
     cfg = resolve_train_config(preset, config_file, overrides, out)
     _preflight(cfg, resume)
-    logger.info("training %s into %s (resume=%s)", cfg.preset or "custom", cfg.out_dir, resume)
+    logger.info("training %s into %s (resume=%s)", run_label(cfg), Path(cfg.out_dir).resolve(), resume)
     result = train(cfg, resume=resume)
     out_dir = Path(result.out_dir)
     summary: dict[str, Any] = {
@@ -117,19 +150,21 @@ def train_flow(
         "preset": cfg.preset,
         "epochs_run": result.epochs_run,
         "global_step": result.global_step,
-        "best": result.best,
+        "best": round_metrics(result.best),
         "stopped_early": result.stopped_early,
-        "metrics": result.metrics,
+        "metrics": round_metrics(result.metrics),
         "checkpoints": {p.stem: str(p.resolve()) for p in sorted((out_dir / "checkpoints").glob("*.pt"))},
+        "run": run_label(cfg),
+        "title": _manifest(out_dir).get("title", ""),
     }
     metrics_md = out_dir / "metrics.md"
     create_markdown_artifact(
-        key=_artifact_key(cfg.preset, "metrics"),
+        key=_artifact_key(cfg, "metrics"),
         markdown=metrics_md.read_text(encoding="utf-8") if metrics_md.is_file() else "no metrics.md written",
         description=f"train metrics {out_dir}",
     )
     create_markdown_artifact(
-        key=_artifact_key(cfg.preset, "outputs"),
+        key=_artifact_key(cfg, "outputs"),
         markdown=outputs_markdown(out_dir, summary),
         description=f"train outputs {out_dir}",
     )
