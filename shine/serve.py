@@ -7,7 +7,6 @@ reads the same file to bind them to work pools for many boxes::
     prefect server start                                   # terminal 1 (SQLite under $PREFECT_HOME)
     PREFECT_API_URL=http://127.0.0.1:4200/api shine serve  # terminal 2: polls the server, runs flow runs here
     prefect deployment run build-negatives/charades-cg --param backend=random
-    prefect deployment run experiment/synthetic --watch   # the whole chain -> artifacts/experiment/synthetic/results.html
 
 Many boxes (PostgreSQL via docker-compose, or any server)::
 
@@ -31,7 +30,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DeploymentSpec", "register", "load_specs", "find_prefect_yaml", "serve_all"]
+__all__ = ["DeploymentSpec", "register", "load_specs", "find_prefect_yaml", "serve_all", "describe_parameters"]
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,11 +118,37 @@ def serve_all(prefect_yaml: str | Path | None = None, only: list[str] | None = N
     serve(*deployments, limit=limit)
 
 
+def _type_text(prop: dict[str, Any]) -> str:
+    """A JSON-schema property's type, short: ``str | null``, ``{a,b} | null``, ``bool``."""
+    if "enum" in prop:
+        return "{" + ",".join(map(str, prop["enum"])) + "}"
+    if "anyOf" in prop:
+        return " | ".join(_type_text(p) for p in prop["anyOf"])
+    names = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "object": "dict",
+             "array": "list", "null": "null"}
+    kind = prop.get("type")
+    return names.get(kind, str(kind)) if kind else prop.get("$ref", "any").rsplit("/", 1)[-1]
+
+
+def describe_parameters(spec: DeploymentSpec) -> list[str]:
+    """``shine serve --list`` lines of one deployment: its name, then every parameter of its flow with type, the
+    value the deployment runs with (``prefect.yaml`` value, else the flow's default) and the docstring's help."""
+    import json
+
+    flow = spec.load_flow()
+    lines = [f"{spec.full_name(flow.name)}  ({spec.entrypoint})"]
+    for name, prop in flow.parameters.properties.items():
+        source = "prefect.yaml" if name in spec.parameters else "default"
+        value = spec.parameters.get(name, prop.get("default"))
+        help_text = " ".join(str(prop.get("description", "")).split())
+        lines.append(f"  --param {name}={json.dumps(value)}  [{_type_text(prop)}; {source}]  {help_text}".rstrip())
+    return lines
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     if args.list:
         for spec in load_specs(args.file):
-            flow = spec.load_flow()
-            print(f"{spec.full_name(flow.name):32s} {spec.parameters}")
+            print("\n".join(describe_parameters(spec)))
         return 0
     serve_all(args.file, args.only, args.limit)
     return 0
@@ -133,8 +158,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``shine serve`` to the ``shine`` parser."""
     p = subparsers.add_parser(
         "serve", help="serve every deployment of prefect.yaml from this process (one box)",
-        description="Serve the deployments listed in prefect.yaml (build-negatives/*, encode-text/*, train/*, "
-        "experiment/*) "
+        description="Serve the deployments listed in prefect.yaml (build-negatives/*, encode-text/*, train/*) "
         "against the Prefect server in PREFECT_API_URL; trigger them with `prefect deployment run FLOW/NAME`. "
         "For many boxes use work pools instead: `prefect deploy --all` and `prefect worker start --pool ...`.",
     )
@@ -142,5 +166,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--only", action="append", metavar="FLOW/NAME",
                    help="serve only matching deployments (glob, repeatable), e.g. 'build-negatives/*'")
     p.add_argument("--limit", type=int, metavar="N", help="at most N flow runs at once in this process")
-    p.add_argument("--list", action="store_true", help="print the deployments and their parameters, then exit")
+    p.add_argument("--list", action="store_true",
+                   help="print each deployment with every parameter of its flow (type, value it runs with, help)")
     p.set_defaults(func=_cmd_serve)
