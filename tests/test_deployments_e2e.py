@@ -215,8 +215,10 @@ def test_build_negatives_and_train_through_the_cli(stack: Stack, tiny_input: Pat
     manifest = json.loads((train_out / "manifest.json").read_text())
     assert manifest["epochs_run"] == 1 and manifest["config"]["model"]["hidden_dim"] == 16
     artifacts = stack.artifacts_of(train_id)
-    assert "mIoU" in artifacts["train-synthetic-metrics"]
-    assert str((train_out / "checkpoints" / "best.pt").resolve()) in artifacts["train-synthetic-outputs"]
+    assert manifest["runs"][-1]["prefect_flow_run_id"] == train_id
+    # keys name the run (its directory, "train") and SHINE on/off, so a baseline and a SHINE run never collide
+    assert "mIoU" in artifacts["train-synthetic-train-shine-off-metrics"]
+    assert str((train_out / "checkpoints" / "best.pt").resolve()) in artifacts["train-synthetic-train-shine-off-outputs"]
 
     # retried from the CLI (what the UI's Retry does): the same parameters, every finished stage is skipped
     mtimes = {p.name: p.stat().st_mtime_ns for p in neg_out.glob("*.parquet")}
@@ -285,3 +287,21 @@ def test_a_crashed_run_retried_resumes_from_finished_chunks(tiny_input: Path, tm
     assert stages["queries"]["status"] == "skipped"
     assert (stages["pos"]["chunks_total"], stages["pos"]["chunks_reused"], stages["pos"]["chunks_computed"]) == (4, 2, 2)
     assert summary["rows"]["negatives"] == 3 * N_LINES
+
+
+def test_experiment_deployment_chains_everything_into_one_page(stack: Stack, tmp_path: Path) -> None:
+    """``experiment/synthetic`` served and triggered like any deployment: negatives, text features, baseline and
+    SHINE, the page, and the page's tables as artifacts of the flow run (tiny size, 1 epoch)."""
+    assert "experiment/synthetic" in stack.prefect("deployment", "ls").stdout
+    out = tmp_path / "exp"
+    run_id = stack.run_deployment("experiment/synthetic", out=str(out), size="small", epochs=1,
+                                  train_overrides=TINY_TRAIN)
+    run = stack.wait(run_id, timeout=300)
+    assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{stack.logs_of(run_id)}\n{stack.tail()}"
+    page = (out / "results.html").read_text()
+    assert "id='metrics-table'" in page and "id='curve-loss'" in page
+    for variant in ("baseline", "shine"):
+        assert (out / "runs" / variant / "metrics.json").is_file()
+    artifacts = stack.artifacts_of(run_id)
+    assert "SHINE − baseline" in artifacts["experiment-metrics"]
+    assert str((out / "results.html").resolve()) in artifacts["experiment-metrics"]
