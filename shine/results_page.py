@@ -159,8 +159,7 @@ def _metrics_html(result: PageResult) -> str:
         cells = []
         for c in cols:
             v = row.get(c)
-            sign = "" if row["kind"] != "delta" or not isinstance(v, (int, float)) else ("pos" if v > 0 else
-                                                                                          "neg" if v < 0 else "")
+            sign = _sign_class(v) if row["kind"] == "delta" else ""
             cells.append(f"<td class='num {sign}'>{_e(_fmt(v, c, signed=row['kind'] == 'delta'))}</td>")
         out.append(f"<tr class='{' '.join(classes)}'><td>{_e(row['split'])}</td><td>{_e(row['label'])}</td>"
                    + "".join(cells) + "</tr>")
@@ -191,10 +190,22 @@ def _evaluation_html(result: PageResult) -> str:
     if not result.evaluation:
         return "<p>No prediction files with annotation files to evaluate.</p>"
     header, rows = _evaluation_rows(result)
-    cells = [[_e(r[0]), _e(r[1]), *[_e(_fmt(v, signed="−" in str(r[1]))) for v in r[2:]]] for r in rows]
-    return (_table_html(header, cells, "evaluation-table") + "<p>Each run's <code>predictions/SPLIT.jsonl</code> "
-            "scored by <code>shine evaluate</code> (QD-DETR's standalone evaluation: its keys, buckets and rounding; "
-            "float64).</p>")
+    body = []
+    for r in rows:
+        delta = "−" in str(r[1])
+        cells = "".join(f"<td class='num {_sign_class(v) if delta else ''}'>{_e(_fmt(v, signed=delta))}</td>"
+                        for v in r[2:])
+        body.append(f"<tr class='{'delta' if delta else 'model'}'><td>{_e(r[0])}</td><td>{_e(r[1])}</td>{cells}</tr>")
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    return (f"<table id='evaluation-table'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            "<p>Each run's <code>predictions/SPLIT.jsonl</code> scored by <code>shine evaluate</code> (QD-DETR's "
+            "standalone evaluation: its keys, buckets and rounding; float64).</p>")
+
+
+def _sign_class(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return ""
+    return "pos" if value > 0 else "neg" if value < 0 else ""
 
 
 def _table_html(header: list[str], rows: list[list[Any]], table_id: str = "") -> str:
