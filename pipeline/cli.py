@@ -90,8 +90,7 @@ def _count(minimum: int) -> Callable[[str], int]:
 
 
 def _build_negatives(args: argparse.Namespace) -> int:
-    from pipeline.config import check_config, with_backend
-    from pipeline.flow import build_negatives, resolve_config
+    from pipeline.config import check_config, load_config, with_backend
     from shine.configs import parse_overrides
     from shine.paths import check_out_dir
 
@@ -100,8 +99,9 @@ def _build_negatives(args: argparse.Namespace) -> int:
     # runs the flow: only the variables' names become flow parameters (stored in Prefect's database) and config
     overrides = _secrets_to_env(overrides)
     # a bad setting or an unusable --out fails here, before Prefect starts, with one readable line
-    check_config(resolve_config(args.dataset, args.config_file, with_backend(overrides, args.backend, args.model)))
+    check_config(load_config(args.dataset, args.config_file, with_backend(overrides, args.backend, args.model)))
     check_out_dir(args.out)
+    from pipeline.flow import build_negatives  # Prefect is imported only once the config holds
     summary = build_negatives(
         out=args.out,
         dataset=args.dataset,

@@ -19,6 +19,7 @@ __all__ = [
     "PipelineConfig",
     "DATASET_PRESETS",
     "DATASETS",
+    "load_config",
     "with_backend",
     "check_config",
 ]
@@ -170,6 +171,20 @@ DATASET_PRESETS: dict[str, dict[str, Any]] = {
     "anet-cg": {"dataset": "anet-cg", "mask": {"ratios": [0.1, 0.3, 0.5]}, "load": {"invalid_windows": "skip"}},
     "custom": {"dataset": "custom"},
 }
+
+
+def load_config(dataset: str = "charades-cg", config_file: str | None = None,
+                overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Defaults < dataset preset < YAML file < overrides, validated, without importing Prefect.
+
+    The CLI checks a command's config with this (and :func:`check_config`) before it pays for starting Prefect.
+    """
+    from pipeline.errors import ConfigError
+    from shine.configs import layered, load_yaml
+
+    if dataset not in DATASET_PRESETS:
+        raise ConfigError(f"Expected dataset in {sorted(DATASET_PRESETS)}, got {dataset!r}")
+    return layered(PipelineConfig(), DATASET_PRESETS[dataset], load_yaml(config_file) if config_file else None, overrides)
 
 
 def with_backend(overrides: dict[str, Any] | None, backend: str | None, model: str | None) -> dict[str, Any]:

@@ -155,7 +155,7 @@ def merge(cfg: T, updates: Mapping[str, Any], prefix: str = "") -> T:
     try:
         return dataclasses.replace(cfg, **changes)
     except ValueError as exc:  # __post_init__ validation
-        raise ConfigValueError(f"{prefix or 'config'}: {exc}") from exc
+        raise ConfigValueError(f"{prefix.rstrip('.') or 'config'}: {exc}") from exc
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:

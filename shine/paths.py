@@ -7,6 +7,7 @@ A ``--out`` that is a file, or that sits under a read-only directory, used to su
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from shine.configs import ConfigValueError
@@ -41,9 +42,13 @@ def check_out_dir(path: str | Path, option: str = "--out") -> Path:
     if not base.is_dir():
         raise OutputPathError(f"{option} {path}: {base} is a file, so the directory cannot be created there; "
                               "choose another path")
+    what = "is" if base == path.absolute() else f"would be created under {base}, which is"
     if not os.access(base, os.W_OK | os.X_OK):
-        what = "is" if base == path.absolute() else f"would be created under {base}, which is"
         raise OutputPathError(f"{option} {path} {what} not writable (permission denied); choose a writable directory")
+    try:  # access() says yes to root everywhere; a read-only mount or /sys only shows on a real attempt
+        os.rmdir(tempfile.mkdtemp(prefix=".shine-probe-", dir=base))
+    except OSError as exc:
+        raise OutputPathError(f"{option} {path} {what} not writable ({exc.strerror}); choose a writable directory") from None
     return path
 
 
