@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -49,9 +50,28 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def _command() -> str:
-    """This process's command line, shortened (never a secret: the CLI takes none as arguments)."""
-    text = " ".join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv))
+_USERINFO = re.compile(r"://[^/@\s]+@")
+
+
+def _command(argv: list[str] | None = None) -> str:
+    """This process's command line for the lock note, with every ``--set`` value and URL credentials hidden.
+
+    ``--set backend.options.headers=...`` may carry a token, and the note sits in the run directory.
+
+    >>> _command(["/x/shine/__main__.py", "build-negatives", "--set", "a.b=secret", "--set=c=d", "http://u:p@h"])
+    'python -m shine build-negatives --set a.b=... --set=c=... http://<redacted>@h'
+    """
+    argv = list(sys.argv if argv is None else argv)
+    name = Path(argv[0]).name if argv else "python"
+    words = [f"python -m {Path(argv[0]).parent.name}" if name == "__main__.py" else name]
+    hide_next = False
+    for arg in argv[1:]:
+        if hide_next or arg.startswith("--set="):
+            head, eq, _ = arg.partition("=") if hide_next else ("--set=" + arg[6:].partition("=")[0], "=", "")
+            arg = f"{head}{eq}..." if eq else "..."
+        hide_next = arg == "--set"
+        words.append(_USERINFO.sub("://<redacted>@", arg))
+    text = " ".join(words)
     return text if len(text) <= 300 else text[:297] + "..."
 
 
