@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import tempfile
 import time
@@ -91,8 +92,20 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 def _one_line(text: str) -> str:
-    """Messages may quote multi-line values (a YAML error): the console line stays one line."""
-    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    """Messages may quote multi-line values (a YAML error): the console line stays one line.
+
+    An error raised in a torch DataLoader worker comes back with the worker's traceback inside its message
+    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): only its last line is kept.
+
+    >>> _one_line("Caught DataError in DataLoader worker process 0.\\nOriginal Traceback (most recent call last):\\n"
+    ...           "  File \\"x.py\\", line 1\\ntrainer.errors.DataError: a.jsonl:3: bad window")
+    'a.jsonl:3: bad window'
+    """
+    lines = [part.strip() for part in str(text).splitlines() if part.strip()]
+    if any(line.startswith("Original Traceback") for line in lines):
+        last = lines[-1]
+        return last.split(": ", 1)[1] if re.match(r"^[\w.]+(Error|Exception): ", last) else last
+    return " ".join(lines)
 
 
 def _write_traceback(exc: BaseException, args: argparse.Namespace | None) -> Path | None:

@@ -99,8 +99,10 @@ def test_detokenize_only_glues_period_and_comma() -> None:
 
 
 def test_mask_config_validation() -> None:
-    with pytest.raises(ValueError, match="increasing order"):
+    with pytest.raises(ValueError, match="strictly increasing"):
         MaskConfig(ratios=(0.5, 0.25))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        MaskConfig(ratios=(0.5, 0.5, 0.5))  # three identical levels would all count as valid negatives
     with pytest.raises(ValueError, match=r"ratio in \(0, 1\]"):
         MaskConfig(ratios=(0.0, 0.5))
     with pytest.raises(ValueError, match="category_order"):

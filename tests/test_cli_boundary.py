@@ -1,0 +1,126 @@
+"""The ``shine`` error boundary: one line per error, documented exit statuses, tracebacks behind --debug or in a log."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import shine.cli as cli
+from shine import prefect_runtime
+
+
+def _parser_raising(exc: BaseException, out: Path | None = None):
+    """A ``build_parser`` replacement whose only command raises ``exc``."""
+
+    def build() -> argparse.ArgumentParser:
+        parser = cli.OneLineParser(prog="shine")
+        parser.add_argument("--debug", action="store_true")
+        sub = parser.add_subparsers(dest="command")
+        p = sub.add_parser("boom")
+        p.add_argument("--out", default=str(out) if out else None)
+
+        def fail(args: argparse.Namespace) -> int:
+            raise exc
+
+        p.set_defaults(func=fail)
+        return parser
+
+    return build
+
+
+def _stderr_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+
+
+def test_a_bug_is_one_line_naming_the_traceback_log(monkeypatch, capsys, tmp_path: Path) -> None:
+    monkeypatch.setattr(cli, "build_parser", _parser_raising(RuntimeError("boom\nsecond line"), out=tmp_path))
+    assert cli.main(["boom"]) == cli.EXIT_BUG
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith("InternalError: RuntimeError: boom second line")
+    log = Path(re.search(r"full traceback in (\S+?)\)", lines[0]).group(1))
+    assert log.parent == tmp_path / ".logs"
+    assert "Traceback (most recent call last)" in log.read_text() and "RuntimeError: boom" in log.read_text()
+
+
+def test_debug_prints_the_traceback_and_keeps_the_status(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(cli, "build_parser", _parser_raising(RuntimeError("boom")))
+    assert cli.main(["--debug", "boom"]) == cli.EXIT_BUG
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and err.strip().splitlines()[-1].startswith("InternalError:")
+
+
+def test_known_errors_use_their_exit_status(monkeypatch, capsys, tmp_path: Path) -> None:
+    from pipeline.errors import DataError, IncompleteRunError
+
+    monkeypatch.setattr(cli, "build_parser", _parser_raising(DataError("a.jsonl:3: bad"), out=tmp_path))
+    assert cli.main(["boom"]) == cli.EXIT_USAGE
+    assert _stderr_lines(capsys) == ["DataError: a.jsonl:3: bad"]
+    assert not (tmp_path / ".logs").exists(), "a known error needs no traceback log"
+    monkeypatch.setattr(cli, "build_parser", _parser_raising(IncompleteRunError("12 rows unanswered")))
+    assert cli.main(["boom"]) == IncompleteRunError.exit_status == 3
+
+
+def test_worker_traceback_inside_a_message_is_cut_to_its_last_line(monkeypatch, capsys) -> None:
+    from trainer.errors import DataError
+
+    wrapped = DataError("Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+                        '  File "x.py", line 3, in f\n    raise DataError(msg)\n'
+                        "trainer.errors.DataError: video features of vid 'v1' have dimension 35, expected 32")
+    monkeypatch.setattr(cli, "build_parser", _parser_raising(wrapped))
+    assert cli.main(["boom"]) == cli.EXIT_USAGE
+    assert _stderr_lines(capsys) == ["DataError: video features of vid 'v1' have dimension 35, expected 32"]
+
+
+def test_usage_errors_are_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["inspect", "somewhere", "--sample", "many"])
+    assert exit_info.value.code == cli.EXIT_USAGE
+    assert _stderr_lines(capsys) == [
+        "UsageError: shine inspect: argument --sample: expected an integer >= 0, got 'many' (see `shine inspect -h`)"
+    ]
+
+
+# --- Prefect runtime ---------------------------------------------------------------------------------------------
+
+
+def _setting_in_child(env: dict[str, str]) -> str:
+    code = ("from shine import prefect_runtime; prefect_runtime.configure(); "
+            "from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as s; print(s.value())")
+    clean = {k: v for k, v in os.environ.items() if k != "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"}
+    return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_ephemeral_startup_timeout_is_generous_unless_the_user_set_it() -> None:
+    assert _setting_in_child({}) == str(prefect_runtime.EPHEMERAL_STARTUP_TIMEOUT_S)
+    assert _setting_in_child({"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "33"}) == "33"
+
+
+def test_failure_records_are_dropped_with_their_follow_ups() -> None:
+    flt = prefect_runtime.FailureRecordFilter()
+    try:
+        raise ValueError("a.jsonl:3: bad window")
+    except ValueError:
+        failed = logging.LogRecord("prefect.task_runs", logging.ERROR, "x", 1, "Task run failed", None, sys.exc_info())
+    state = logging.LogRecord("prefect.task_runs", logging.ERROR, "x", 1,
+                              "Finished in state Failed('Task run encountered an exception ValueError: "
+                              "a.jsonl:3: bad window')", None, None)
+    other = logging.LogRecord("prefect.flow_runs", logging.ERROR, "x", 1, "something else failed", None, None)
+    info = logging.LogRecord("prefect.flow_runs", logging.INFO, "x", 1, "Beginning flow run", None, None)
+    assert [flt.filter(r) for r in (failed, state, other, info)] == [False, False, True, True]
+
+
+def test_quiet_logging_config_puts_the_filter_on_prefects_console_handler() -> None:
+    import yaml
+
+    config = yaml.safe_load(prefect_runtime.quiet_logging_config().read_text())
+    assert "shine_failures" in config["handlers"]["console"]["filters"]
+    assert config["filters"]["shine_failures"]["()"] == "shine.prefect_runtime.FailureRecordFilter"
+    assert config["handlers"]["api"].get("filters") is None, "the Prefect database keeps every record"
