@@ -55,10 +55,16 @@ def test_the_services_the_issue_asks_for() -> None:
     import asyncpg  # noqa: F401  (the driver the URL names ships with prefect)
 
 
-@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if "build" in s))
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+#: stage name -> the image or stage it starts FROM
+STAGES = {alias: parent for parent, alias in re.findall(r"^FROM (\S+) AS (\S+)$", DOCKERFILE, re.M)}
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if str(s.get("image", "")).startswith("shine:")))
 def test_every_command_exists_in_the_project_image(name: str) -> None:
     service = SERVICES[name]
-    assert service["build"] == "." and (ROOT / "Dockerfile").is_file()
+    if "build" in service:
+        assert service["build"]["context"] == "." and service["build"]["target"] in STAGES
     commands = _commands(service)
     assert commands, f"{name}: no command"
     for argv in commands:
@@ -79,7 +85,7 @@ def test_every_command_exists_in_the_project_image(name: str) -> None:
 
 
 def test_dockerfile_installs_what_the_commands_need() -> None:
-    text = (ROOT / "Dockerfile").read_text()
+    text = DOCKERFILE
     assert re.search(r"^FROM python:3\.11", text, re.M)
     assert "WORKDIR /app" in text and "pip install -e ." in text
     for path in ("pipeline", "trainer", "shine", "pyproject.toml", "prefect.yaml"):
@@ -141,8 +147,8 @@ def test_no_secret_values_in_the_files() -> None:
                 assert INTERPOLATION.match(value), f"{name}: {key} has a literal value"
             literal = re.sub(r"\$\{[^}]*\}", "", value)  # what is left once interpolations are removed
             assert not re.search(r"://[^/@]*:[^/@]+@", literal), f"{name}: {key} embeds a literal password"
-    for name in ("pipeline-worker", "trainer-worker"):
-        assert ".env" in SERVICES[name]["env_file"]
+    for name in ("pipeline-worker", "trainer-worker"):  # the LLM keys, by interpolation from .env
+        assert {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"} <= set(_env(SERVICES[name])), name
     example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
                    if line.strip() and not line.startswith("#"))
     assert {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "POSTGRES_PASSWORD"} <= set(example)
@@ -189,3 +195,42 @@ def test_docker_compose_config(tmp_path: Path) -> None:
     res = subprocess.run([docker, "compose", "-f", str(tmp_path / "docker-compose.yml"), "config", "--quiet"],
                          capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+
+
+def test_one_cpu_image_built_once_and_cuda_torch_only_for_the_trainer() -> None:
+    assert set(STAGES) == {"base", "cpu", "trainer"} and STAGES["cpu"] == STAGES["trainer"] == "base"
+    cpu_stage = DOCKERFILE.split("AS cpu", 1)[1].split("FROM ", 1)[0]
+    trainer_stage = DOCKERFILE.split("AS trainer", 1)[1]
+    assert "download.pytorch.org/whl/cpu torch" in cpu_stage and "pip install -e ." in cpu_stage
+    assert "whl/cpu" not in trainer_stage and "pip install torch" in trainer_stage
+    builders = {n: s["build"] for n, s in SERVICES.items() if "build" in s}
+    assert builders == {"prefect-server": {"context": ".", "target": "cpu"},
+                        "trainer-worker": {"context": ".", "target": "trainer"}}
+    for name, service in SERVICES.items():
+        image = str(service.get("image", ""))
+        if image == "shine:cpu" and "build" not in service:  # reuses prefect-server's build, never pulls
+            assert service["pull_policy"] == "never", name
+    assert SERVICES["trainer-worker"]["image"] == "shine:trainer"
+    assert {n for n, s in SERVICES.items() if s.get("image") == "shine:cpu"} == {"prefect-server", "deployer",
+                                                                                 "pipeline-worker"}
+
+
+def test_trainer_has_shared_memory_for_its_data_loader() -> None:
+    size = str(SERVICES["trainer-worker"]["shm_size"])
+    assert re.fullmatch(r"\d+(gb|g)", size.lower()) and int(re.match(r"\d+", size).group()) >= 1
+
+
+def test_only_postgres_and_the_server_see_the_database_password() -> None:
+    for name, service in SERVICES.items():
+        env = _env(service)
+        sees = any("POSTGRES_PASSWORD" in v for v in env.values()) or "POSTGRES_PASSWORD" in env \
+            or ".env" in (service.get("env_file") or [])
+        assert sees == (name in {"postgres", "prefect-server"}), name
+
+
+def test_dockerignore_keeps_the_venv_secrets_and_outputs_out_of_the_context() -> None:
+    lines = {ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")}
+    assert {".venv", ".env", "artifacts", ".git", ".prefect"} <= lines
+    for path in ("pipeline", "trainer", "shine", "prompts", "pyproject.toml", "prefect.yaml", "README.md"):
+        assert path not in lines  # what the Dockerfile copies stays in
