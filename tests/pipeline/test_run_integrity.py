@@ -22,6 +22,7 @@ from pipeline.lineage import LINEAGE_KEY, check_together, make_lineage, read_lin
 from pipeline.run_lock import INFO_NAME, RunLock
 from pipeline.stages import RunState
 from pipeline.summary import load_view
+from pipeline.text_features import TextFeaturesConfig, text_features_step
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,9 @@ def test_a_rerun_that_fails_half_way_leaves_no_table_of_the_old_run(inputs, tmp_
     first = read_lineage(out / "negatives.parquet")
     assert first is not None and set(first["inputs"]) == {"queries", "pos", "dictionary", "masked"}
     assert first["inputs"]["queries"] == read_lineage(out / "queries.parquet")["fingerprint"]
+    text_features_step(out, TextFeaturesConfig(encoder="word-vectors"))
+    store = json.loads((out / "text_features/word-vectors/store.json").read_text())
+    assert store["lineage"] == {"queries": first["inputs"]["queries"], "negatives": first["fingerprint"]}
 
     def broken_pos(*args, **kwargs):
         raise DataError("pos: simulated failure half way")
@@ -72,6 +76,7 @@ def test_a_rerun_that_fails_half_way_leaves_no_table_of_the_old_run(inputs, tmp_
     assert len(tables.read_table(out / "queries.parquet", tables.QUERIES)) == 20  # the new input's queries
     for name in ("pos", "dictionary", "masked", "negatives"):
         assert not (out / f"{name}.parquet").exists() and not (out / f".state/{name}.json").exists()
+    assert not (out / "text_features/word-vectors").exists() and not (out / ".state/text-word-vectors.json").exists()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "failed" and manifest["inputs"][0]["path"] == str(b)
     assert manifest["error"] == "DataError: pos: simulated failure half way"
