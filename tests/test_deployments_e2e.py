@@ -288,3 +288,20 @@ def test_a_crashed_run_retried_resumes_from_finished_chunks(tiny_input: Path, tm
     assert (stages["pos"]["chunks_total"], stages["pos"]["chunks_reused"], stages["pos"]["chunks_computed"]) == (4, 2, 2)
     assert summary["rows"]["negatives"] == 3 * N_LINES
 
+
+def test_experiment_deployment_chains_everything_into_one_page(stack: Stack, tmp_path: Path) -> None:
+    """``experiment/synthetic`` served and triggered like any deployment: negatives, text features, baseline and
+    SHINE, the page, and the page's tables as artifacts of the flow run (tiny size, 1 epoch)."""
+    assert "experiment/synthetic" in stack.prefect("deployment", "ls").stdout
+    out = tmp_path / "exp"
+    run_id = stack.run_deployment("experiment/synthetic", out=str(out), size="small", epochs=1,
+                                  train_overrides=TINY_TRAIN)
+    run = stack.wait(run_id, timeout=300)
+    assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{stack.logs_of(run_id)}\n{stack.tail()}"
+    page = (out / "results.html").read_text()
+    assert "id='metrics-table'" in page and "id='curve-loss'" in page
+    for variant in ("baseline", "shine"):
+        assert (out / "runs" / variant / "metrics.json").is_file()
+    artifacts = stack.artifacts_of(run_id)
+    assert "SHINE − baseline" in artifacts["experiment-metrics"]
+    assert str((out / "results.html").resolve()) in artifacts["experiment-metrics"]
