@@ -149,14 +149,14 @@ def evaluate_task(runs: list[Path], labels: list[str], out: Path) -> dict[str, d
 
 @task(name="results-page", **_TASK_OPTS)
 def results_page_task(runs: list[Path], labels: list[str], page: Path, negatives: Path | None,
-                      title: str, evaluation: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+                      title: str, evaluation: dict[str, dict[str, dict[str, Any]]], key: str) -> dict[str, Any]:
     """Write the page (metrics per split with chance rows and deltas, curves, plots, negatives, config difference,
-    links) and publish the same content as Prefect artifacts."""
+    links) and publish the same content as Prefect artifacts ``<key>-metrics``, ``-metrics-table``, ``-details``."""
     from shine.results_page import build_page, publish_artifacts
 
     result = build_page(runs, page, labels=labels, negatives=negatives, title=title, evaluation=evaluation,
                         extra_folders={"evaluation": page.parent / "evaluation"})
-    publish_artifacts(result)
+    publish_artifacts(result, key=key)
     return {"page": str(page.resolve()), "deltas": result.deltas}
 
 
@@ -172,7 +172,7 @@ def _inputs_fingerprint(store: Path, synthetic: Path | None) -> dict[str, str]:
     return out
 
 
-@flow(name="experiment", log_prints=True, validate_parameters=True)
+@flow(name="experiment", flow_run_name="experiment-{preset}-seed{seed}", log_prints=True, validate_parameters=True)
 def experiment(
     preset: Preset = "synthetic",  # type: ignore[valid-type]
     out: str = "artifacts/experiment/synthetic",
@@ -249,7 +249,9 @@ def experiment(
     run_dirs, labels = [root / "runs" / v for v in VARIANTS], ["baseline", "SHINE"]
     evaluation = evaluate_task(run_dirs, labels, root / "evaluation")
     title = f"experiment {preset} (seed {seed}): QD-DETR vs QD-DETR + SHINE"
-    result = results_page_task(run_dirs, labels, root / "results.html", negatives, title, evaluation)
+    # the experiment directory's name in the key, so two experiments' artifacts never hide each other
+    result = results_page_task(run_dirs, labels, root / "results.html", negatives, title, evaluation,
+                               key=f"experiment-{root.name}")
     logger.info("results page: %s (%.0f s)", result["page"], time.perf_counter() - t0)
     return {"out": str(root), "page": result["page"], "negatives": str(negatives), "store": str(store),
             "runs": {v: runs[v]["out"] for v in VARIANTS}, "reused": {v: runs[v]["reused"] for v in VARIANTS},

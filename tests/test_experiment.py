@@ -74,9 +74,9 @@ def test_the_page_and_the_artifacts_hold_the_table_and_the_curves(experiment_run
                    "href='negatives/negatives.parquet'", "href='evaluation/shine/test_trivial.json'"):
         assert needle in text, needle
     check_rendered(page, tmp_path, ("val", "test_trivial", "novel_composition", "novel_word"), ("baseline", "SHINE"))
-    md = _artifact("experiment-metrics")
+    md = _artifact("experiment-synthetic-metrics")
     assert "SHINE − baseline" in md and "novel_word" in md and summary["page"] in md
-    details = _artifact("experiment-details")
+    details = _artifact("experiment-synthetic-details")
     assert "shine.enabled" in details and "level 3" in details
 
 
