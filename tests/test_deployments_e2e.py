@@ -303,5 +303,5 @@ def test_experiment_deployment_chains_everything_into_one_page(stack: Stack, tmp
     for variant in ("baseline", "shine"):
         assert (out / "runs" / variant / "metrics.json").is_file()
     artifacts = stack.artifacts_of(run_id)
-    assert "SHINE − baseline" in artifacts["experiment-metrics"]
-    assert str((out / "results.html").resolve()) in artifacts["experiment-metrics"]
+    assert "SHINE − baseline" in artifacts["experiment-exp-metrics"]
+    assert str((out / "results.html").resolve()) in artifacts["experiment-exp-metrics"]
