@@ -105,3 +105,11 @@ def test_other_settings_never_overwrite_a_finished_run(experiment_run) -> None:
     with pytest.raises(ConfigError, match="optim.lr"):  # validated before any work
         experiment(out=str(out / "never"), size="small", train_overrides={"optim": {"lr": -1}})
     assert not (out / "never").exists() and _mtimes(out) == before
+
+
+def test_a_real_preset_without_video_features_fails_before_any_work(tmp_path: Path, prefect_harness) -> None:
+    from shine.experiment import experiment
+
+    with pytest.raises(ConfigValueError, match=r"experiment/charades-cg needs video features: pass train_overrides"):
+        experiment(preset="charades-cg", out=str(tmp_path / "cg"))
+    assert not (tmp_path / "cg").exists()
