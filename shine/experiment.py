@@ -194,8 +194,9 @@ def experiment(
         out: experiment directory: ``data/`` (synthetic), ``negatives/``, ``runs/{baseline,shine}/``, ``results.html``.
         seed: seed of the synthetic set, of the random backend and of both trainings.
         epochs: training epochs of both runs (default: the preset's).
-        size, mode: the synthetic set's size and mode (``noun-shortcut``: the mode in which textual hard negatives
-            carry signal the videos do not; see README "Evidence").
+        size: the synthetic set's size (``small`` or ``default``).
+        mode: the synthetic set's mode (``noun-shortcut``: the mode in which textual hard negatives carry signal the
+            videos do not; see docs/evidence.md).
         backend: negatives backend (``random`` offline; an LLM backend needs its key in the environment).
         encoder: text encoder of the negatives store (default ``word-vectors`` for synthetic, ``minilm`` otherwise).
         data_dir: where the public annotation files live (real presets).
