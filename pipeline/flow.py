@@ -168,7 +168,7 @@ def _summary(base: dict[str, Any], reports: list[StageReport], out_dir: Path, fr
         "valid_fraction": {str(level): frac for level, frac in fractions.items()},
         "min_valid": min_valid,
         "seconds": round(time.perf_counter() - t0, 3),
-        "tables": {r.stage: str(out_dir / r.output) for r in reports},
+        "tables": {r.stage: str((out_dir / r.output).resolve()) for r in reports},
     }
 
 

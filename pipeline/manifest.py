@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import platform
 import re
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.tables import atomic_write_json
+from shine.progress import current_flow_run_id
 
 __all__ = ["package_versions", "write_manifest", "redact"]
 
@@ -56,9 +58,36 @@ def redact(obj: Any) -> Any:
     return obj
 
 
+def _runs(path: Path, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The manifest's ``runs`` history with this write's entry: one per run (``run_id``), each with its status,
+    Prefect flow-run id and per-stage status and seconds, so a rerun that skips everything ("skipped / 0.0 s")
+    keeps the timings of the run that did the work."""
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = {}
+    runs = previous.get("runs") if isinstance(previous, dict) else None
+    if not isinstance(runs, list):  # a manifest from before the history: its own run becomes the first entry
+        runs = [_run_entry(previous)] if isinstance(previous, dict) and previous.get("stages") else []
+    entry = _run_entry(body)
+    if runs and entry["run_id"] is not None and runs[-1].get("run_id") == entry["run_id"]:
+        runs = runs[:-1]  # the same run again ("running" -> "finished")
+    return [*runs, entry]
+
+
+def _run_entry(body: dict[str, Any]) -> dict[str, Any]:
+    stages = body.get("stages") or {}
+    return {"run_id": body.get("run_id"), "prefect_flow_run_id": body.get("prefect_flow_run_id"),
+            "written_at": body.get("written_at"), "status": body.get("status"), "seconds": body.get("seconds"),
+            "stages": {name: {"status": s.get("status"), "seconds": s.get("seconds")}
+                       for name, s in stages.items() if isinstance(s, dict)}}
+
+
 def write_manifest(out: Path, payload: dict[str, Any]) -> Path:
-    """Write ``out/manifest.json`` (secrets redacted) and return its path."""
-    body = {"written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": package_versions(), **payload}
+    """Write ``out/manifest.json`` (secrets redacted) and return its path; earlier runs stay listed under ``runs``."""
+    body = {"written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": package_versions(),
+            "prefect_flow_run_id": current_flow_run_id(), **payload}
     path = Path(out) / "manifest.json"
+    body["runs"] = _runs(path, body)
     atomic_write_json(path, redact(body))
     return path

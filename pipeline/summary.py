@@ -93,7 +93,8 @@ def summary_markdown(out: Path, summary: dict[str, Any], examples: int = 3) -> s
     stats = level_stats(view)
     lines += ["| level | rows | valid | valid fraction |", "|---|---|---|---|"]
     for level, row in stats.iterrows():
-        lines.append(f"| {level} | {row['rows']} | {row['valid']} | {row['valid_fraction']} |")
+        # iterrows() gives one float Series per row: the counts come back as 8281.0 without int()
+        lines.append(f"| {level} | {int(row['rows'])} | {int(row['valid'])} | {row['valid_fraction']} |")
     if "min_valid" in summary:
         lines += ["", f"Run status: **{summary.get('status', 'finished')}** (every level must reach "
                   f"backend.min_valid = {summary['min_valid']:g})"]

@@ -229,6 +229,11 @@ def test_build_negatives_and_train_through_the_cli(stack: Stack, tiny_input: Pat
     assert {p.name: p.stat().st_mtime_ns for p in neg_out.glob("*.parquet")} == mtimes
     manifest = json.loads((neg_out / "manifest.json").read_text())  # rewritten by the retry
     assert {stage["status"] for stage in manifest["stages"].values()} == {"skipped"}, manifest["stages"]
+    # ... and the first run's stage timings stay in the history, each entry with its flow-run id
+    runs = manifest["runs"]
+    assert len(runs) == 2 and runs[0]["stages"]["pos"]["status"] == "ran" and runs[1]["stages"]["pos"]["status"] == "skipped"
+    assert manifest["prefect_flow_run_id"] == neg_id == runs[0]["prefect_flow_run_id"]
+    assert all(Path(p).is_absolute() for p in manifest["tables"].values())
 
 
 @pytest.mark.parametrize(("deployment", "params", "message"), [
