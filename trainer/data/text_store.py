@@ -196,8 +196,8 @@ class TextStore:
         meta_path = self.path / "store.json"
         if not meta_path.is_file():
             raise DataError(
-                f"no text store at {self.path} (missing store.json); write one with TextStoreWriter "
-                "or the pipeline's text-features stage"
+                f"no text store at {self.path} (missing store.json); build one with `shine encode-text --run RUN` "
+                "(it writes RUN/text_features/ENCODER) and point the setting at that directory"
             )
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
