@@ -15,7 +15,8 @@ The official definitions, kept exactly:
 - R1@t: the FIRST window listed (not the highest scored) against the ground-truth window of highest IoU, with
   the official paired IoU ``inter / (max(end) - min(start))``; hit if IoU >= t.
 - AP (ActivityNet detection AP): the first 10 listed windows in score order (stable), each taking the unmatched
-  ground-truth window of highest IoU >= t (ties: the later window, as ``argsort()[::-1]`` does); VOC
+  ground-truth window of highest IoU >= t (ties: the later window, as ``argsort()[::-1]`` orders them with the
+  numpy 1.x of the official environment; numpy 2 on AVX-512 CPUs orders ties by its SIMD sort instead); VOC
   interpolated precision; mAP = mean over the bucket's queries, ``average`` = mean over thresholds.
 - HL: ``mk_gt_scores`` with ``clip_length`` 2 s, Hit@1 of the arg-max clip (max over the 3 annotators), and
   ``get_ap`` (sklearn's precision-recall steps, interpolated) averaged over queries and annotators.
