@@ -41,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 
 from trainer.errors import DataError
+from trainer.highlight_eval import highlight_metrics
 
 __all__ = ["LENGTH_RANGES", "IOU_THRESHOLDS", "load_jsonl", "pack_submission", "evaluate_packed",
            "evaluate_submission", "evaluate_files", "PackedSubmission"]
@@ -50,7 +51,6 @@ LENGTH_RANGES: dict[str, tuple[float, float]] = {"short": (0, 10), "middle": (10
 #: the official ``[float(f"{e:.2f}") for e in np.linspace(0.5, 0.95, 10)]``
 IOU_THRESHOLDS: tuple[float, ...] = tuple(float(f"{t:.2f}") for t in np.linspace(0.5, 0.95, 10))
 MAX_PRED_WINDOWS = 10
-HL_MIN_SCORES: dict[str, int] = {"Fair": 2, "Good": 3, "VeryGood": 4}
 Layout = Literal["shine", "qd-detr"]
 
 
@@ -102,8 +102,7 @@ class PackedSubmission:
 
 
 def _where(name: str, lines: Sequence[int] | None, i: int, qid: Any) -> str:
-    line = lines[i] if lines is not None else i + 1
-    return f"{name} line {line} (qid {qid!r})"
+    return f"{name} line {lines[i] if lines is not None else i + 1} (qid {qid!r})"
 
 
 def _ragged(rows: list[Any], width: int, name: str, lines: Sequence[int] | None, qids: list[Any],
@@ -176,10 +175,10 @@ def pack_submission(submission: Sequence[dict[str, Any]], ground_truth: Sequence
     subs = [submission[i] for i in keep]
     gts = [ground_truth[gt_index[submission[i]["qid"]]] for i in keep]
     qids = [rec["qid"] for rec in subs]
-    sub_lines = [lines[0][i] for i in keep] if lines[0] is not None else [i + 1 for i in keep]
+    sub_lines = [lines[0][i] if lines[0] is not None else i + 1 for i in keep]
     gt_lines = [lines[1][gt_index[q]] if lines[1] is not None else gt_index[q] + 1 for q in qids]
-    windows = [rec["pred_relevant_windows"] for rec in subs]
-    full, full_valid = _ragged(windows, 3, sub_name, sub_lines, qids, "pred_relevant_windows")
+    full, full_valid = _ragged([r["pred_relevant_windows"] for r in subs], 3, sub_name, sub_lines, qids,
+                               "pred_relevant_windows")
     pred = full[:, :MAX_PRED_WINDOWS]
     gt, gt_valid = _ragged([rec["relevant_windows"] for rec in gts], 2, gt_name, gt_lines, qids, "relevant_windows")
     return PackedSubmission(qids=qids, top1=full[:, 0, :2], pred=pred[..., :2], score=pred[..., 2],
@@ -291,53 +290,6 @@ def _moment_retrieval(p: PackedSubmission, layout: Layout) -> dict[str, dict[str
     return out
 
 
-def _highlight(p: PackedSubmission, clip_length: float) -> dict[str, dict[str, float]]:
-    """HL-mAP and HL-Hit1 per minimum saliency score, vectorised over queries, clips and annotators."""
-    n = len(p.qids)
-    n_clips = np.array([int(g["duration"] / clip_length) for _, g in p.records], dtype=np.int64)
-    c = max(int(n_clips.max()), 1)
-    sal = np.zeros((n, c, 3))
-    rows, cols, vals = [], [], []
-    for i, (_, g) in enumerate(p.records):
-        ids = np.asarray(g["relevant_clip_ids"], dtype=np.int64)
-        ok = ids < n_clips[i]
-        rows.append(np.full(int(ok.sum()), i))
-        cols.append(ids[ok])
-        vals.append(np.asarray(g["saliency_scores"], dtype=np.float64).reshape(-1, 3)[ok])
-    sal[np.concatenate(rows), np.concatenate(cols)] = np.concatenate(vals)
-    preds = [np.asarray(s["pred_saliency_scores"], dtype=np.float64) for s, _ in p.records]
-    full = np.full((n, max(len(x) for x in preds)), -np.inf)
-    for i, x in enumerate(preds):
-        full[i, : len(x)] = x
-    top = np.argmax(full, axis=1)
-    clip_valid = np.arange(c)[None] < n_clips[:, None]  # (N, C)
-    score = np.where(clip_valid, np.pad(full[:, :c], ((0, 0), (0, max(0, c - full.shape[1]))))[:, :c], -np.inf)
-    score = np.where(clip_valid & ~np.isfinite(score), 0.0, score)  # official zero-pads short predictions
-    order = np.argsort(-score, axis=1, kind="stable")
-    s_sorted = np.take_along_axis(score, order, axis=1)
-    v_sorted = np.take_along_axis(clip_valid, order, axis=1)
-    nxt = np.concatenate([s_sorted[:, 1:], np.full((n, 1), np.nan)], axis=1)
-    group_end = v_sorted & (s_sorted != nxt)
-    is_start = np.concatenate([np.ones((n, 1), bool), s_sorted[:, 1:] != s_sorted[:, :-1]], axis=1)
-    start = np.maximum.accumulate(np.where(is_start, np.arange(c)[None], 0), axis=1)
-    out: dict[str, dict[str, float]] = {}
-    for name, min_score in HL_MIN_SCORES.items():
-        y = (sal >= min_score).astype(np.float64)  # (N, C, 3)
-        hits = np.where((top < n_clips)[:, None], y[np.arange(n), np.minimum(top, c - 1)], 0.0)
-        y_sorted = np.take_along_axis(y, order[..., None], axis=1) * v_sorted[..., None]
-        tps = np.cumsum(y_sorted, axis=1)  # (N, C, 3)
-        before = np.where((start > 0)[..., None], np.take_along_axis(tps, np.maximum(start - 1, 0)[..., None], 1), 0)
-        prec = np.where(group_end[..., None], tps / np.arange(1, c + 1)[None, :, None], 0.0)
-        interp = np.flip(np.maximum.accumulate(np.flip(prec, 1), axis=1), 1)
-        counted = group_end[..., None] & (tps > before)
-        with np.errstate(invalid="ignore"):
-            ap = np.where(counted, interp, 0.0).sum(axis=1) / counted.sum(axis=1)
-        positives = y.sum(axis=1)  # (N, 3): all-negative -> 0, all-positive -> 1, as get_ap
-        ap = np.where(positives == 0, 0.0, np.where(positives == n_clips[:, None], 1.0, ap))
-        out[f"HL-min-{name}"] = {"HL-mAP": _fmt(100 * np.mean(ap)), "HL-Hit1": _fmt(100 * np.mean(hits.max(1)))}
-    return out
-
-
 def evaluate_packed(p: PackedSubmission, *, layout: Layout = "shine", clip_length: float = 2.0,
                     report: Callable[[str], None] | None = None) -> OrderedDict[str, Any]:
     """The official result dict of a packed submission (see the module docstring)."""
@@ -360,7 +312,7 @@ def evaluate_packed(p: PackedSubmission, *, layout: Layout = "shine", clip_lengt
     sub0, gt0 = p.records[0]
     if "pred_saliency_scores" in sub0:
         if all(k in gt0 for k in ("duration", "relevant_clip_ids", "saliency_scores")):
-            hl = _highlight(p, clip_length)
+            hl = highlight_metrics(p.records, clip_length)
             metrics.update(hl)
             brief_sorted.update((f"{k}-{sub_k.split('-')[1]}", v[sub_k]) for k, v in hl.items() for sub_k in v)
         elif report is not None:
