@@ -82,7 +82,7 @@ def view_markdown(view: pd.DataFrame) -> str:
 
 def summary_markdown(out: Path, summary: dict[str, Any], examples: int = 3) -> str:
     """The flow's artifact: stage table, validity per level and a few examples per level."""
-    lines = [f"# build-negatives: {summary.get('dataset')} ({summary.get('split')})", "", f"Output: `{out}`", ""]
+    lines = [f"# build-negatives: {summary.get('dataset')} ({summary.get('split')})", "", f"Output: `{Path(out).resolve()}`", ""]
     lines += ["| stage | status | rows | seconds | chunks computed / reused |", "|---|---|---|---|---|"]
     for name, rep in summary["stages"].items():
         lines.append(

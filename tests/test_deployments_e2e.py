@@ -207,7 +207,8 @@ def test_build_negatives_and_train_through_the_cli(stack: Stack, tiny_input: Pat
     assert len(tables.read_table(neg_out / "queries.parquet", tables.QUERIES)) == N_LINES
     negatives = tables.read_table(neg_out / "negatives.parquet", tables.NEGATIVES)
     assert len(negatives) == 3 * N_LINES and set(negatives["backend"]) == {"random"}
-    assert "negatives-custom" in stack.artifacts_of(neg_id)
+    neg_artifact = stack.artifacts_of(neg_id)["negatives-custom"]
+    assert f"`{neg_out.resolve()}`" in neg_artifact and f"| 1 | {N_LINES} |" in neg_artifact  # absolute, integer
 
     train_run = stack.wait(train_id)
     assert train_run["state"]["type"] == "COMPLETED", f"{train_run['state']}\n{stack.logs_of(train_id)}\n{stack.tail()}"
