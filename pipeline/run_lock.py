@@ -108,10 +108,14 @@ class RunLock:
             self.out.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
             raise DataError(f"--out {self.out} is not a directory ({exc.strerror}); pass a directory path") from exc
+        except OSError as exc:
+            raise DataError(f"cannot create --out {self.out} ({exc.strerror}); pass a writable directory") from exc
         try:
             self._lock.acquire()
         except Timeout:
             raise RunDirInUseError(self._in_use_message()) from None
+        except OSError as exc:  # a read-only directory, a lock path that is a directory, ...
+            raise DataError(f"cannot lock {self.lock_path} ({exc.strerror or exc}); pass a writable --out") from exc
         left = self.read_info()
         if left is not None:
             self.taken_over = left

@@ -206,6 +206,8 @@ CASES = [
     Case("lock-left-by-kill-9", "finished", _left_by_kill, _build_args, 0,
          ("taking over the lock left by pid", "no longer running")),
     Case("lock-files-garbage", "finished", _garbage_lock_files, _build_args, 0),
+    Case("lock-path-is-a-directory", "finished", lambda o, b: (o / ".lock").mkdir(), _build_args, 2,
+         ("cannot lock", ".lock", "writable --out"), ignore=()),
     # chunks (point 4)
     Case("pos-chunk-truncated", "pos_cut", _truncate("pos"), _build_args, 0,
          ("chunk 0", "cannot be reused", "unreadable"), outcome="recovered"),
