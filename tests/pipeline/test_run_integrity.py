@@ -160,3 +160,30 @@ def test_lock_refuses_a_second_holder_and_takes_over_a_dead_ones(tmp_path: Path)
                         "since T0 (no longer running; started by: shine build-negatives --out x)"]
     with pytest.raises(DataError, match="is not a run directory"):
         RunLock(tmp_path / "missing", create=False).acquire()
+
+
+def test_trainer_refuses_a_text_store_encoded_from_other_negatives(inputs, tmp_path: Path) -> None:
+    from pipeline.lineage import with_metadata
+    from trainer.data.text_store import TextStore
+    from trainer.errors import DataError as TrainerDataError
+
+    a, _ = inputs
+    cfg = PipelineConfig()
+    state = RunState(tmp_path)
+    steps.load_step(state, [steps.InputSpec(a)])
+    steps.pos_step(state, cfg.pos)
+    steps.dictionary_step(state, cfg.dictionary)
+    steps.masked_step(state, cfg.mask)
+    steps.negatives_step(state, cfg.backend, cfg.mask)
+    text_features_step(tmp_path, TextFeaturesConfig(encoder="word-vectors"))
+    store = tmp_path / "text_features/word-vectors"
+    assert TextStore(store).get(tables.read_table(tmp_path / "queries.parquet", tables.QUERIES)["qid"][0], "hn1").ndim == 2
+    # negatives.parquet restored by hand from another build: same rows, another lineage
+    neg_path = tmp_path / "negatives.parquet"
+    table = pq.read_table(neg_path)
+    lineage = dict(read_lineage(neg_path), fingerprint="f" * 64)
+    pq.write_table(with_metadata(table, LINEAGE_KEY, lineage), neg_path)
+    with pytest.raises(TrainerDataError, match=rf"text store {re.escape(str(store))} is stale: it was encoded from another "
+                                               rf"negatives\.parquet .*rerun `shine encode-text --run {re.escape(str(tmp_path))} "
+                                               r"--encoder word-vectors`"):
+        TextStore(store)

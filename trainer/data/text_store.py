@@ -214,9 +214,33 @@ class TextStore:
         self.dim: int = int(meta["dim"])
         self.dtype: str = meta["dtype"]
         self.meta = meta
+        self._check_lineage()
         self._features: np.ndarray | None = None
         self._check_features(self._open())
         self._index = self._read_index()
+
+    def _check_lineage(self) -> None:
+        """A store inside a run directory (RUN/text_features/ENC) must be encoded from that run's negatives.
+
+        ``shine encode-text`` records the lineage fingerprint of the negatives it read (``store.json`` key
+        ``lineage``); a build-negatives rerun removes the store it invalidates, so a mismatch means tables were
+        copied or restored by hand. Stores elsewhere, or without lineage, are not checked.
+        """
+        wanted = (self.meta.get("lineage") or {}).get("negatives")
+        negatives = self.path.parent.parent / "negatives.parquet"
+        if not wanted or self.path.parent.name != "text_features" or not negatives.is_file():
+            return
+        try:
+            raw = (pq.read_schema(negatives).metadata or {}).get(b"shine.lineage")
+            found = json.loads(raw)["fingerprint"] if raw else None
+        except (OSError, pa.ArrowException, ValueError, KeyError, TypeError):
+            found = None  # an unreadable table is reported by whoever reads it
+        if found is not None and found != wanted:
+            run = self.path.parent.parent
+            raise DataError(
+                f"text store {self.path} is stale: it was encoded from another negatives.parquet than {negatives}; "
+                f"rerun `shine encode-text --run {run} --encoder {self.encoder}`"
+            )
 
     def _open(self) -> np.ndarray:
         if self._features is None:
