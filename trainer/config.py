@@ -32,7 +32,8 @@ from trainer.errors import ConfigError
 from trainer.model_config import LossConfig, MatcherConfig, ModelConfig
 from trainer.shine_config import ShineConfig
 
-__all__ = ["DataConfig", "OptimConfig", "TrainConfig", "PRESETS", "load_config", "preset_layers", "config_from_dict"]
+__all__ = ["AMP_MODES", "DataConfig", "OptimConfig", "TrainConfig", "PRESETS", "load_config", "preset_layers",
+           "config_from_dict"]
 
 PRESETS: tuple[str, ...] = ("charades-cg", "anet-cg", "charades-sta", "synthetic")
 _ENV_DEFAULTS = {"SHINE_DATA_DIR": "data"}
@@ -96,6 +97,9 @@ def _expand(value: str) -> str:
     return os.path.expanduser(out)
 
 
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """Optimisation, schedule, selection and runtime settings."""
@@ -113,7 +117,10 @@ class OptimConfig:
     eval_every: int = 1  # validate every N epochs
     seed: int = 2018  # seeds python, numpy, torch and the data order
     device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:N
-    amp: bool = True  # mixed precision; only ever used on CUDA
+    #: mixed precision: auto (bf16 autocast on CPUs with native bf16, AVX512_BF16/AMX; bf16 on CUDA that supports
+    #: it, else fp16 + GradScaler; fp32 elsewhere), off (fp32), bf16, fp16 (CUDA only). Losses always run in fp32.
+    #: true/false of older configs mean auto/off.
+    amp: Literal["auto", "off", "bf16", "fp16"] | bool = "auto"
     num_workers: int = 2  # DataLoader worker processes
     num_threads: int = 0  # torch intra-op CPU threads; 0 keeps torch's default (1 is fastest for tiny models)
     deterministic: bool = True  # CUDA: deterministic kernels (warn-only where none exists); CPU ones already are
@@ -128,6 +135,9 @@ class OptimConfig:
         _check(self.patience >= 0, "optim.patience", "an integer >= 0", self.patience)
         _check(self.num_workers >= 0, "optim.num_workers", "an integer >= 0", self.num_workers)
         _check(self.num_threads >= 0, "optim.num_threads", "an integer >= 0", self.num_threads)
+        if isinstance(self.amp, bool):  # older configs and checkpoints: true/false
+            object.__setattr__(self, "amp", "auto" if self.amp else "off")
+        _check(self.amp in AMP_MODES, "optim.amp", "'auto', 'off', 'bf16' or 'fp16'", self.amp)
         ok_device = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
         _check(ok_device, "optim.device", "'auto', 'cpu', 'cuda' or 'cuda:N'", self.device)
 

@@ -1,8 +1,9 @@
 """Train, evaluate and predict loops (DETR ``engine.py``): no building here, only iteration.
 
 The total loss is ``sum(loss_dict[k] * criterion.weight_dict[k])``; a NaN/inf total raises
-:class:`~trainer.errors.NonFiniteLossError` with every term of that step. Under AMP (CUDA only) the forward
-pass runs in float16 autocast, the criterion in float32, and a ``GradScaler`` scales the backward pass.
+:class:`~trainer.errors.NonFiniteLossError` with every term of that step. With mixed precision (``optim.amp``,
+resolved by :func:`trainer.build.resolve_amp`) the forward pass runs in bf16 or fp16 autocast, the criterion
+always in float32 (outside autocast, on float32 outputs), and under fp16 a ``GradScaler`` scales the backward pass.
 
 Predictions come back in the Moment-DETR submission format, windows in seconds sorted by score::
 
@@ -20,12 +21,14 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from trainer.build import autocast_dtype
 from trainer.data.collate import Batch
 from trainer.errors import ConfigError, NonFiniteLossError
+from trainer.losses import float32_outputs
 from trainer.metrics import MomentMetrics, postprocess_spans
 from trainer.shine_criterion import shine_forward
 
-__all__ = ["EvalResult", "train_one_epoch", "evaluate", "predict", "total_loss"]
+__all__ = ["EvalResult", "train_step", "train_one_epoch", "evaluate", "predict", "total_loss"]
 
 
 @dataclass
@@ -37,17 +40,6 @@ class EvalResult:
     losses: dict[str, float] = field(default_factory=dict)
 
 
-def _float32(obj: Any) -> Any:
-    """Model outputs with every floating tensor in float32, so losses never run in half precision."""
-    if isinstance(obj, Tensor):
-        return obj.float() if obj.is_floating_point() else obj
-    if isinstance(obj, Mapping):
-        return {k: _float32(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_float32(v) for v in obj)
-    return obj
-
-
 def total_loss(loss_dict: Mapping[str, Tensor], weight_dict: Mapping[str, float]) -> Tensor:
     """``sum(loss_dict[k] * weight_dict[k])`` over the weighted keys."""
     terms = [loss_dict[k].float() * weight_dict[k] for k in loss_dict if k in weight_dict]
@@ -56,16 +48,18 @@ def total_loss(loss_dict: Mapping[str, Tensor], weight_dict: Mapping[str, float]
     return torch.stack(terms).sum()
 
 
-def _forward(model: nn.Module, batch: Batch, amp: bool) -> dict[str, Any]:
+def _forward(model: nn.Module, batch: Batch, amp: bool | str) -> dict[str, Any]:
+    """Model outputs (SHINE's extra scores in training) in float32; ``amp`` is ``optim.amp`` (or a bool)."""
     device_type = batch.inputs["src_vid"].device.type
-    with torch.autocast(device_type=device_type, dtype=torch.float16, enabled=amp and device_type == "cuda"):
+    dtype = autocast_dtype(amp, device_type)
+    with torch.autocast(device_type=device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
         if isinstance(model, DistributedDataParallel):  # wraps trainer.distributed.BatchForward
             outputs = model(batch.inputs, batch.negatives if model.training else {})
         elif batch.negatives and model.training:  # SHINE: also score hn1..hnN and the easy negative
             outputs = shine_forward(model, **batch.inputs, **batch.negatives)
         else:
             outputs = model(**batch.inputs)
-    return _float32(outputs)
+    return float32_outputs(outputs)  # type: ignore[return-value]
 
 
 class _LossMeter:
@@ -90,6 +84,49 @@ class _LossMeter:
         return {k: float(v) / self.steps for k, v in zip(self.keys, self.sums.cpu())}
 
 
+def train_step(
+    model: nn.Module,
+    criterion: nn.Module,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    *,
+    scaler: torch.amp.GradScaler | None = None,
+    amp: bool | str = False,
+    grad_clip: float = 0.0,
+    where: str = "",
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """One optimisation step on a batch already on the device: forward (autocast per ``amp``), criterion
+    (float32), backward (scaled when ``scaler`` is given), gradient clipping, optimiser step.
+
+    Returns the detached total and the loss terms. A non-finite total raises before any gradient is applied;
+    ``where`` (e.g. "at epoch 3 step 7") goes into that message.
+    """
+    outputs = _forward(model, batch, amp)
+    loss_dict = criterion(outputs, batch.targets)
+    total = total_loss(loss_dict, criterion.weight_dict)
+    if not torch.isfinite(total):
+        at = f" {where}" if where else ""
+        raise NonFiniteLossError(
+            f"non-finite loss {float(total.detach())}{at} (qids {[m['qid'] for m in batch.meta][:4]}...); "
+            "lower optim.lr or check the features for NaN/inf",
+            loss_dict,
+        )
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(total).backward()
+        if grad_clip > 0:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        total.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+    return total.detach(), loss_dict
+
+
 def train_one_epoch(
     model: nn.Module,
     criterion: nn.Module,
@@ -99,7 +136,7 @@ def train_one_epoch(
     *,
     epoch: int,
     scaler: torch.amp.GradScaler | None = None,
-    amp: bool = False,
+    amp: bool | str = False,
     grad_clip: float = 0.0,
     progress: bool = False,
 ) -> dict[str, float]:
@@ -110,29 +147,9 @@ def train_one_epoch(
     bar = tqdm(loader, desc=f"train epoch {epoch}", leave=False, disable=not progress, dynamic_ncols=True)
     for step, batch in enumerate(bar):
         batch = batch.to(device, non_blocking=True)
-        outputs = _forward(model, batch, amp)
-        loss_dict = criterion(outputs, batch.targets)
-        total = total_loss(loss_dict, criterion.weight_dict)
-        value = float(total.detach())
-        if not torch.isfinite(total):
-            raise NonFiniteLossError(
-                f"non-finite loss {value} at epoch {epoch} step {step} (qids {[m['qid'] for m in batch.meta][:4]}...); "
-                "lower optim.lr or check the features for NaN/inf",
-                loss_dict,
-            )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(total).backward()
-            if grad_clip > 0:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            total.backward()
-            if grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
+        total, loss_dict = train_step(model, criterion, batch, optimizer, scaler=scaler, amp=amp,
+                                      grad_clip=grad_clip, where=f"at epoch {epoch} step {step}")
+        value = float(total)
         meter.add(loss_dict, total)
         bar.set_postfix(loss=f"{value:.4f}", refresh=False)
     out = meter.mean()
@@ -175,7 +192,7 @@ def evaluate(
     clip_len: float,
     round_to_clip: bool = True,
     criterion: nn.Module | None = None,
-    amp: bool = False,
+    amp: bool | str = False,
     progress: bool = False,
     desc: str = "eval",
     keep_predictions: bool = True,
@@ -207,7 +224,7 @@ def predict(
     *,
     clip_len: float,
     round_to_clip: bool = True,
-    amp: bool = False,
+    amp: bool | str = False,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Submission-format predictions for every query in ``loader`` (ground truth not needed)."""

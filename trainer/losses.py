@@ -31,7 +31,7 @@ from trainer.matcher import FOREGROUND, HungarianMatcher, MatchIndices, build_ma
 from trainer.model_config import LossConfig, MatcherConfig, ModelConfig
 from trainer.span_utils import generalized_temporal_iou, span_cxw_to_xx
 
-__all__ = ["SetCriterion", "build_criterion", "LossFn"]
+__all__ = ["SetCriterion", "build_criterion", "LossFn", "float32_outputs"]
 
 LossFn = Callable[[Mapping[str, object], Mapping[str, Tensor], MatchIndices], dict[str, Tensor]]
 BACKGROUND = 1
@@ -43,6 +43,17 @@ def _require(targets: Mapping[str, Tensor], key: str, loss: str) -> Tensor:
         raise DataError(f"loss {loss!r} needs targets[{key!r}]; got keys {sorted(targets)} "
                         f"(switch the loss off or have the data loader provide it)")
     return targets[key]
+
+
+def float32_outputs(obj: object) -> object:
+    """``obj`` (model outputs: tensors, dicts, lists) with every floating tensor in float32; others unchanged."""
+    if isinstance(obj, Tensor):
+        return obj.float() if obj.is_floating_point() else obj
+    if isinstance(obj, Mapping):
+        return {k: float32_outputs(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(float32_outputs(v) for v in obj)
+    return obj
 
 
 class SetCriterion(nn.Module):
@@ -168,7 +179,17 @@ class SetCriterion(nn.Module):
 
     # --- driver ----------------------------------------------------------------------------------------------
     def forward(self, outputs: Mapping[str, object], targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """All configured terms on the last layer, matching terms again per aux layer (``loss_span_0`` ...)."""
+        """All configured terms on the last layer, matching terms again per aux layer (``loss_span_0`` ...).
+
+        Always float32, whatever the caller's autocast: half-precision outputs are cast up and autocast is off
+        inside, because the matching costs, GIoU, the softmax over clips and SHINE's log-sigmoid distances lose
+        too much in bf16/fp16 (the cast is free on float32 outputs).
+        """
+        device_type = outputs["pred_spans"].device.type  # type: ignore[union-attr]
+        with torch.autocast(device_type=device_type, enabled=False):
+            return self._forward_fp32(float32_outputs(outputs), targets)  # type: ignore[arg-type]
+
+    def _forward_fp32(self, outputs: Mapping[str, object], targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
         fns = self.loss_fns()
         indices = self.matcher(outputs, targets)
         losses: dict[str, Tensor] = {}

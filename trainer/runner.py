@@ -36,6 +36,7 @@ from trainer.build import (
     build_optimizer,
     load_split,
     make_loader,
+    resolve_amp,
     resolve_device,
     seed_everything,
     with_feature_dims,
@@ -136,7 +137,7 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, device: torch.device, t
     last_path, best_path = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
     main = env.is_main
     timings: dict[str, float] = {}
-    amp = cfg.optim.amp and device.type == "cuda"
+    amp = resolve_amp(cfg.optim.amp, device)  # "off" | "bf16" | "fp16", recorded in the manifest
     data = build_data(cfg.data, cfg.shine)
     cfg = with_feature_dims(cfg, data.train)
     state = load_checkpoint(last_path) if resume else None

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from trainer.models.layers import Dropout
+
 __all__ = ["PositionEmbeddingSine", "TrainablePositionalEncoding", "sine_embed_for_spans"]
 
 
@@ -51,7 +53,7 @@ class TrainablePositionalEncoding(nn.Module):
         super().__init__()
         self.position_embeddings = nn.Embedding(max_position_embeddings, hidden_size)
         self.LayerNorm = nn.LayerNorm(hidden_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, input_feat: Tensor) -> Tensor:
         """input_feat: (B, L, d) with L <= max_position_embeddings. Returns (B, L, d)."""

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainer.models.layers import MLP, inverse_sigmoid, make_activation
+from trainer.models.layers import MLP, Dropout, inverse_sigmoid, make_activation
 from trainer.models.position_encoding import sine_embed_for_spans
 from trainer.models.transformer import TransformerEncoder, TransformerEncoderLayer, clones
 
@@ -100,7 +100,7 @@ class ConditionalDecoderLayer(nn.Module):
         self.sa_v_proj = nn.Linear(d_model, d_model)
         self.self_attn = ProjectionFreeAttention(d_model, nhead, dropout=dropout, vdim=d_model)
         self.norm1 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
 
         self.ca_qcontent_proj = nn.Linear(d_model, d_model)
         self.ca_qpos_proj = nn.Linear(d_model, d_model)
@@ -111,12 +111,12 @@ class ConditionalDecoderLayer(nn.Module):
         self.cross_attn = ProjectionFreeAttention(d_model * 2, nhead, dropout=dropout, vdim=d_model)
 
         self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
-        self.dropout2 = nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.dropout3 = Dropout(dropout)
         self.activation = make_activation(activation)
         self.nhead = nhead
         self.keep_query_pos = keep_query_pos
