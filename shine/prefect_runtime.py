@@ -81,7 +81,7 @@ class FailureRecordFilter(logging.Filter):
             if text and text not in self._messages:
                 self._messages = [*self._messages[-15:], text]
             return False
-        if record.levelno >= logging.ERROR and self._messages:
+        if self._messages:  # "Finished in state Failed(...)" is logged at INFO for flows, ERROR for tasks
             message = record.getMessage()
             if any(m in message for m in self._messages):
                 return False

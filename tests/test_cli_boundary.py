@@ -114,7 +114,10 @@ def test_failure_records_are_dropped_with_their_follow_ups() -> None:
                               "a.jsonl:3: bad window')", None, None)
     other = logging.LogRecord("prefect.flow_runs", logging.ERROR, "x", 1, "something else failed", None, None)
     info = logging.LogRecord("prefect.flow_runs", logging.INFO, "x", 1, "Beginning flow run", None, None)
-    assert [flt.filter(r) for r in (failed, state, other, info)] == [False, False, True, True]
+    flow_state = logging.LogRecord("prefect.flow_runs", logging.INFO, "x", 1,  # flows log their end at INFO
+                                   "Finished in state Failed('Flow run encountered an exception: ValueError: "
+                                   "a.jsonl:3: bad window')", None, None)
+    assert [flt.filter(r) for r in (failed, state, other, info, flow_state)] == [False, False, True, True, False]
 
 
 def test_quiet_logging_config_puts_the_filter_on_prefects_console_handler() -> None:
