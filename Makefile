@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA_DIR ?= $(firstword $(wildcard ../shared/data) data)
 DEMO_OUT ?= artifacts/demo
+DEMO_EXPERIMENT ?= artifacts/demo-experiment
+DEMO_EPOCHS ?= 6
 
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
@@ -23,6 +25,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/shine build-negatives --dataset charades-cg --split train --backend random --out $(DEMO_OUT)
 	$(BIN)/shine inspect $(DEMO_OUT) --sample 3
+	@# the main job at a small scale: negatives -> text features -> QD-DETR with and without SHINE -> results page
+	$(BIN)/shine experiment --preset synthetic --out $(DEMO_EXPERIMENT) --epochs $(DEMO_EPOCHS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest pipeline trainer shine tests
