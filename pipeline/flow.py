@@ -164,7 +164,8 @@ def _summary(base: dict[str, Any], reports: list[StageReport], out_dir: Path, fr
         "skipped_queries": reports[0].details.get("skipped_queries", []),
         "stages": {r.stage: r.as_dict() for r in reports},
         "rows": {r.stage: r.rows for r in reports},
-        "backend_stats": reports[-1].details.get("backend_stats", {}),
+        # by name, not position: stages after negatives (quality) may follow it
+        "backend_stats": next((r.details.get("backend_stats", {}) for r in reports if r.stage == "negatives"), {}),
         "valid_fraction": {str(level): frac for level, frac in fractions.items()},
         "min_valid": min_valid,
         "seconds": round(time.perf_counter() - t0, 3),
