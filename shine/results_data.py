@@ -59,7 +59,8 @@ def load_run(path: str | Path, label: str | None = None) -> RunData:
                 try:
                     history.append(json.loads(line))
                 except json.JSONDecodeError as exc:
-                    raise ConfigValueError(f"{log}:{i}: not valid JSON ({exc}); the curves need a readable log") from exc
+                    raise ConfigValueError(f"{log}:{i}: not valid JSON ({exc}); the curves need a readable log"
+                                           ) from exc
     manifest = _read_json(path / "manifest.json")
     config = manifest.get("config") or {}
     if not config and (path / "config.yaml").is_file():
@@ -143,8 +144,9 @@ def deltas(runs: list[RunData]) -> dict[str, dict[str, dict[str, float]]]:
         per_split: dict[str, dict[str, float]] = {}
         for split, entry in run.metrics.items():
             base, mine = _model_metrics(ref.metrics.get(split)), _model_metrics(entry)
-            d = {k: round(float(mine[k]) - float(base[k]), 4) for k in mine
-                 if k != "n_queries" and isinstance(mine.get(k), (int, float)) and isinstance(base.get(k), (int, float))}
+            numeric = [k for k in mine if k != "n_queries" and isinstance(mine.get(k), (int, float))
+                       and isinstance(base.get(k), (int, float))]
+            d = {k: round(float(mine[k]) - float(base[k]), 4) for k in numeric}
             if d:
                 per_split[split] = d
         out[run.label] = per_split

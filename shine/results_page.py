@@ -29,7 +29,8 @@ _CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:14px}th,td{border:1px solid #ccc;padding:3px 8px}
 th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}tr.chance td{color:#777}
 tr.delta td{font-weight:600}td.pos{color:#1a7f37}td.neg{color:#cf222e}tr.split-start td{border-top:2px solid #888}
-figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}figure.plot{width:48%;margin-right:1%}figcaption{font-size:13px;color:#555}
+figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}figure.plot{width:48%;margin-right:1%}
+figcaption{font-size:13px;color:#555}
 img{max-width:100%}code{background:#f5f5f5;padding:0 3px}.invalid{color:#cf222e}"""
 
 
@@ -265,7 +266,8 @@ def _render(result: PageResult, curves: dict[str, str], pngs: list[tuple[str, st
         f"<section id='plots'><h2>Saliency and run plots</h2>{png_html}</section>",
         f"<section id='negatives'><h2>Hard negatives per level</h2>{_negatives_html(result)}</section>",
         f"<section id='config-diff'><h2>Config difference</h2>{diff_html}</section>",
-        f"<section id='files'><h2>Files</h2>{_table_html(['run', 'file', 'bytes'], link_rows, 'files-table')}</section>",
+        f"<section id='files'><h2>Files</h2>{_table_html(['run', 'file', 'bytes'], link_rows, 'files-table')}"
+        "</section>",
         "</body></html>", ""])
 
 
@@ -295,7 +297,8 @@ def build_page(runs: list[Path], page: Path, *, labels: list[str] | None = None,
         examples=negative_examples(negatives, n_examples) if negatives else [],
         quality=quality_summary(negatives) if negatives else [],
         links=file_links(page.parent, folders), negatives=negatives,
-        evaluation=evaluation if evaluation is not None else {r.label: e for r in data if (e := standalone_evaluation(r))})
+        evaluation=evaluation if evaluation is not None
+        else {r.label: e for r in data if (e := standalone_evaluation(r))})
     pngs = _png_figures(data)
     with atomic_path(page) as tmp:
         tmp.write_text(_render(result, curve_svgs(data), pngs), encoding="utf-8")
@@ -335,7 +338,8 @@ def _details_markdown(result: PageResult) -> str:
     lines += ["## Config difference", ""]
     if result.diff:
         lines += ["| key | " + " | ".join(r.label for r in runs) + " |", "|" + "---|" * (1 + len(runs))]
-        lines += [f"| `{k}` | " + " | ".join(json.dumps(v, default=str) for v in vals) + " |" for k, vals in result.diff]
+        lines += [f"| `{k}` | " + " | ".join(json.dumps(v, default=str) for v in vals) + " |"
+                  for k, vals in result.diff]
     else:
         lines.append("identical")
     if result.examples:
