@@ -98,3 +98,9 @@ def assert_unchanged(before: dict[str, str], after: dict[str, str], ignore: tupl
     changed = [name for name, sha in before.items()
                if not name.startswith(ignore) and after.get(name) != sha]
     assert not changed, f"files changed or removed by a failed run: {changed[:10]}"
+
+
+#: run-integrity exit statuses (docs/run-integrity.md; each error class's ``exit_status`` in pipeline/errors.py)
+EXIT_INCOMPLETE = 3  # rows never answered: rerun the same command
+EXIT_BELOW_MIN_VALID = 4  # the table is complete but a level is below backend.min_valid
+EXIT_IN_USE = 5  # another run holds the run directory's lock

@@ -26,10 +26,10 @@ from pipeline.flow import resolve_config
 from pipeline.lineage import CHUNK_KEY, with_metadata
 from pipeline.run_lock import INFO_NAME
 from pipeline.stages import RunState
-from tests.faults.harness import ROOT, assert_one_line_error, assert_unchanged, cli_env, run_cli, snapshot
+from tests.faults.harness import (EXIT_BELOW_MIN_VALID, EXIT_IN_USE, ROOT, assert_one_line_error, assert_unchanged,
+                                  cli_env, run_cli, snapshot)
 
 N = 40
-EXIT_INCOMPLETE, EXIT_BELOW_MIN_VALID, EXIT_IN_USE = 3, 4, 5
 OVERRIDES = {"pos": {"chunk_size": 10}, "backend": {"chunk_size": 10}}
 SETS = ["--set", "pos.chunk_size=10", "--set", "backend.chunk_size=10"]
 
