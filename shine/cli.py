@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PREFECT_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
 def _known_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [ConfigValueError]
     for module_name, attr in _BASE_ERRORS:
@@ -164,6 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
             status = getattr(exc, "exit_status", EXIT_USAGE)
             return status if isinstance(status, int) and 0 < status < 126 else EXIT_USAGE
+        if isinstance(exc, RuntimeError) and str(exc).startswith(_PREFECT_TIMEOUT):
+            # the machine is too busy for Prefect's temporary server: an environment problem, not a bug
+            limit = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "20")
+            print(f"PrefectStartupError: Prefect's temporary server did not answer within {limit} s (a busy machine); "
+                  "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or start one `prefect server start` and "
+                  "set PREFECT_API_URL for all runs", file=sys.stderr)
+            return EXIT_BUG
         where = None if debug else _write_traceback(exc, args)
         hint = f"full traceback in {where}" if where else "rerun with `shine --debug` for the traceback"
         print(f"InternalError: {type(exc).__name__}: {_one_line(str(exc))[:500]} (unexpected, probably a bug; {hint})",

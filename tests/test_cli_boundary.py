@@ -127,3 +127,13 @@ def test_quiet_logging_config_puts_the_filter_on_prefects_console_handler() -> N
     assert "shine_failures" in config["handlers"]["console"]["filters"]
     assert config["filters"]["shine_failures"]["()"] == "shine.prefect_runtime.FailureRecordFilter"
     assert config["handlers"]["api"].get("filters") is None, "the Prefect database keeps every record"
+
+
+def test_prefect_start_up_timeout_says_what_to_do(monkeypatch, capsys) -> None:
+    exc = RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server. stdout: None")
+    monkeypatch.setattr(cli, "build_parser", _parser_raising(exc))
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "20")
+    assert cli.main(["boom"]) == cli.EXIT_BUG
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith("PrefectStartupError: Prefect's temporary server did not answer "
+                                                   "within 20 s") and "PREFECT_API_URL" in lines[0]
