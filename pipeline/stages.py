@@ -45,6 +45,7 @@ __all__ = [
     "register_stage",
     "fingerprint",
     "iter_chunks",
+    "raw_chunk_problem",
     "run_chunked",
     "run_whole",
     "stage_logger",
@@ -231,6 +232,23 @@ class RunState:
         if (meta.get("start"), meta.get("stop")) != (start, stop) or found_rows != rows:
             return f"it holds {found_rows} rows for items {meta.get('start')}:{meta.get('stop')}, expected {rows} for {start}:{stop}"
         return ""
+
+
+def raw_chunk_problem(mark: Path, raw: Path, entries: int, row_bytes: int) -> str:
+    """Why a chunk made of a raw row file and a Parquet index of row counts (``length``) cannot be reused.
+
+    "" when it can, or when there is no index yet (the index is written last: it marks the chunk finished).
+    """
+    try:
+        lengths = pq.read_table(mark, columns=["length"]).column("length").to_numpy() if mark.is_file() else None
+    except (OSError, pa.ArrowException, KeyError) as exc:
+        return f"its index is unreadable ({type(exc).__name__})"
+    if lengths is None:
+        return ""
+    expected = int(lengths.astype("int64").sum()) * row_bytes
+    if len(lengths) != entries or not raw.is_file() or raw.stat().st_size != expected:
+        return f"expected {entries} entries and a {expected}-byte row file"
+    return ""
 
 
 def run_chunked(

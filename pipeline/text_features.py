@@ -53,7 +53,7 @@ from pipeline import tables
 from pipeline.errors import ConfigError, DataError
 from pipeline.lineage import check_together
 from pipeline.manifest import package_versions
-from pipeline.stages import RunState, StageReport, fingerprint, iter_chunks, stage_logger
+from pipeline.stages import RunState, StageReport, fingerprint, iter_chunks, raw_chunk_problem, stage_logger
 from pipeline.tables import atomic_path, sha256_file, write_arrow
 from pipeline.text_encoders import ENCODERS, TextEncoder, encoder_identity, load_encoder
 from shine.files import follow_umask
@@ -321,7 +321,8 @@ def text_features_step(
     chunks = list(iter_chunks(n_queries, cfg.chunk_size))
     dtype = np.dtype(cfg.dtype).newbyteorder("<")
     for index, start, stop in chunks:
-        problem = _chunk_problem(cdir, index, (stop - start) * len(VARIANTS), int(identity["dim"]) * dtype.itemsize)
+        problem = raw_chunk_problem(cdir / f"{index:06d}.parquet", cdir / f"{index:06d}.bin",
+                                    (stop - start) * len(VARIANTS), int(identity["dim"]) * dtype.itemsize)
         if problem:
             log.warning("%s: chunk %d (%s) cannot be reused: %s; recomputing it", stage, index, cdir, problem)
             (cdir / f"{index:06d}.parquet").unlink(missing_ok=True)
@@ -380,21 +381,6 @@ def text_features_step(
     state.record(report)
     state.remove_chunks(stage)  # this fingerprint's chunks and those of other fingerprints or chunk sizes
     return report
-
-
-def _chunk_problem(cdir: Path, index: int, entries: int, row_bytes: int) -> str:
-    """Why an existing chunk cannot be reused ("" when it can, or when there is none)."""
-    mark, raw = cdir / f"{index:06d}.parquet", cdir / f"{index:06d}.bin"
-    try:
-        lengths = pq.read_table(mark, columns=["length"]).column("length").to_numpy() if mark.is_file() else None
-    except (OSError, pa.ArrowException) as exc:
-        return f"its index is unreadable ({type(exc).__name__})"
-    if lengths is None:
-        return ""
-    expected = int(lengths.astype(np.int64).sum()) * row_bytes
-    if len(lengths) != entries or not raw.is_file() or raw.stat().st_size != expected:
-        return f"expected {entries} entries and a {expected}-byte features file"
-    return ""
 
 
 def _torch_versions() -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -187,3 +188,39 @@ def test_trainer_refuses_a_text_store_encoded_from_other_negatives(inputs, tmp_p
                                                rf"negatives\.parquet .*rerun `shine encode-text --run {re.escape(str(tmp_path))} "
                                                r"--encoder word-vectors`"):
         TextStore(store)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_text_chunk_with_a_short_feature_file_is_recomputed(inputs, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    a, _ = inputs
+    cfg = PipelineConfig()
+    state = RunState(tmp_path)
+    steps.load_step(state, [steps.InputSpec(a)])
+    steps.pos_step(state, cfg.pos)
+    steps.dictionary_step(state, cfg.dictionary)
+    steps.masked_step(state, cfg.mask)
+    steps.negatives_step(state, cfg.backend, cfg.mask)
+    text_cfg = TextFeaturesConfig(encoder="word-vectors", chunk_size=10)
+
+    def stop_after_two(index: int) -> None:
+        if index == 1:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        text_features_step(tmp_path, text_cfg, on_chunk=stop_after_two)
+    raw = sorted((tmp_path / ".chunks").glob("text-word-vectors-*/000001.bin"))[0]
+    raw.write_bytes(raw.read_bytes()[:100])
+    (raw.parent.parent / "text-word-vectors-0123456789abcdef-7").mkdir()  # another chunk size: removed at the end
+    with caplog.at_level("WARNING"):
+        report = text_features_step(tmp_path, text_cfg)
+    assert (report.chunks_reused, report.chunks_computed) == (1, 2)
+    assert "text-word-vectors: chunk 1" in caplog.text and "cannot be reused: expected 40 entries" in caplog.text
+    assert not list((tmp_path / ".chunks").iterdir())
+    whole = tmp_path / "whole"
+    shutil.copytree(tmp_path, whole, ignore=shutil.ignore_patterns("text_features", ".chunks", "text-*.json"))
+    text_features_step(whole, text_cfg)
+    for name in ("features.npy", "index.parquet"):
+        assert (whole / "text_features/word-vectors" / name).read_bytes() == (tmp_path / "text_features/word-vectors" / name).read_bytes()
