@@ -100,7 +100,8 @@ def _decode(data: bytes, path: Path, line: int | None = None) -> str:
     except UnicodeDecodeError as exc:
         at = line if line is not None else data.count(b"\n", 0, exc.start) + 1
         bad = data[exc.start:exc.start + 1].hex()
-        raise DataError(f"{path}:{at}: not UTF-8 text (byte 0x{bad} at offset {exc.start}"
+        utf16 = " (it looks like UTF-16)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise DataError(f"{path}:{at}: not UTF-8 text{utf16} (byte 0x{bad} at offset {exc.start}"
                         f"{' of the line' if line is not None else ''}); re-save the file as UTF-8") from exc
 
 
@@ -126,6 +127,8 @@ def iter_jsonl(path: Path):
                 obj = json.loads(text, object_pairs_hook=_no_duplicates)
             except _DuplicateKey as exc:
                 raise DataError(f"{where}: field {exc.key!r} appears twice in one object; keep one") from None
+            except RecursionError:
+                raise DataError(f"{where}: JSON nested too deeply to read; a Moment-DETR row is a flat object") from None
             except json.JSONDecodeError as exc:
                 hint = _looks_like_json_document(path) if lineno == 1 else ""
                 raise DataError(hint or f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); fix or remove the line") from exc
@@ -138,7 +141,7 @@ def iter_jsonl(path: Path):
 def _looks_like_json_document(path: Path) -> str:
     try:
         json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return ""
     return f"{path}: looks like one JSON document (VISA JSON), not JSONL; rename it to {path.with_suffix('.json').name}"
 
@@ -151,6 +154,9 @@ def read_json_document(path: Path) -> Any:
     except _DuplicateKey as exc:
         raise DataError(f"{path}: key {exc.key!r} appears twice; json would keep only the last entry. "
                         "Merge the two entries into one (or rename one)") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to read; a VISA file is {{vid: {{duration, timestamps, "
+                        "sentences}}}}") from None
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data" and exc.lineno > 1 and text.lstrip().startswith("{"):
             raise DataError(f"{path}: looks like JSONL (one JSON object per line), not one JSON document; "

@@ -171,3 +171,19 @@ def test_documented_cache_dir_off_passes_the_check(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("OPENAI_API_KEY", "-".join(["sk", "test", "only"]))  # the check also wants a key
     cfg = layered(PipelineConfig(), with_backend(parse_overrides(["backend.options.cache_dir=off"]), "openai", None))
     assert check_config(cfg).backend.options == {"cache_dir": "off"}
+
+
+def test_deeply_nested_json_and_utf16_are_named(tmp_path: Path) -> None:
+    from trainer.data.annotations import load_annotations as trainer_load
+    from trainer.errors import DataError as TrainerDataError
+
+    deep = tmp_path / "deep.jsonl"
+    deep.write_bytes(b"[" * 100_000 + b"]" * 100_000 + b"\n")  # json's own RecursionError before
+    with pytest.raises(DataError, match=r"deep\.jsonl:1: JSON nested too deeply"):
+        load_annotations(deep, "train")
+    with pytest.raises(TrainerDataError, match=r"deep\.jsonl:1: JSON nested too deeply"):
+        trainer_load(deep)
+    utf16 = tmp_path / "u.jsonl"
+    utf16.write_bytes((json.dumps(ROW) + "\n").encode("utf-16"))
+    with pytest.raises(DataError, match=r"u\.jsonl:1: not UTF-8 text \(it looks like UTF-16\)"):
+        load_annotations(utf16, "train")

@@ -125,6 +125,8 @@ def load_annotations(path: str | Path, *, strict: bool = False, require_windows:
                 continue
             try:
                 row = json.loads(line)
+            except RecursionError:
+                raise DataError(f"{where}: JSON nested too deeply to read; a Moment-DETR row is a flat object") from None
             except json.JSONDecodeError as exc:
                 raise DataError(f"{where}: not valid JSON: {exc.msg}") from exc
             ann, n = _parse_line(row, where, strict)
