@@ -24,22 +24,38 @@ def _overrides(synth: Path, shine: bool) -> dict:
             "progress": False, "plot_queries": 0}
 
 
-async def _artifacts_and_runs() -> tuple[dict[str, str], dict[str, str]]:
-    from prefect.client.orchestration import get_client
+async def _artifacts_runs_logs() -> tuple[dict[str, str], dict[str, str], dict[str, list[str]]]:
+    import inspect
 
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    drained = APILogWorker.drain_all()  # logs reach the API in batches: send what is queued first
+    if inspect.isawaitable(drained):
+        await drained
     async with get_client() as client:
         artifacts = await client.read_artifacts()
         runs = await client.read_flow_runs()
-    return {a.key: a.data for a in artifacts if a.key}, {str(r.id): r.name for r in runs}
+        logs = {str(r.id): [log.message for log in await client.read_logs(
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id])), limit=200)] for r in runs}
+    return {a.key: a.data for a in artifacts if a.key}, {str(r.id): r.name for r in runs}, logs
 
 
-def test_baseline_and_shine_publish_under_their_own_keys(prefect_harness, synth: Path, tmp_path: Path) -> None:
+def test_baseline_and_shine_publish_under_their_own_keys(prefect_harness, synth: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
     from trainer.flow import train_flow
+
+    # the test session runs Prefect at WARNING (tests/conftest.py); the progress lines are INFO
+    flow_logger = logging.getLogger("prefect.flow_runs")
+    monkeypatch.setattr(flow_logger, "level", logging.INFO)
 
     base = train_flow(preset="synthetic", out=str(tmp_path / "baseline"), overrides=_overrides(synth, False))
     shine = train_flow(preset="synthetic", out=str(tmp_path / "shine"), overrides=_overrides(synth, True))
     assert base["run"] == "synthetic-baseline-shine-off" and shine["run"] == "synthetic-shine-shine-on"
-    artifacts, runs = asyncio.run(_artifacts_and_runs())
+    artifacts, runs, logs = asyncio.run(_artifacts_runs_logs())
     assert "SHINE off" in artifacts["train-synthetic-baseline-shine-off-metrics"]
     assert "SHINE on (alpha 1" in artifacts["train-synthetic-shine-shine-on-metrics"]
     assert "generator oracle" in artifacts["train-synthetic-shine-shine-on-outputs"]
@@ -47,4 +63,6 @@ def test_baseline_and_shine_publish_under_their_own_keys(prefect_harness, synth:
     for out, label in ((tmp_path / "baseline", base["run"]), (tmp_path / "shine", shine["run"])):
         run_id = json.loads((out / "manifest.json").read_text())["runs"][-1]["prefect_flow_run_id"]
         assert runs[run_id] == label
+        # the epoch line reaches the flow run's logs (the UI), between "training ..." and the end
+        assert any(m.startswith("epoch 1/1 | loss ") and "s/epoch | ETA 0s" in m for m in logs.get(run_id, [])), logs
     assert isinstance(base["metrics"]["val"]["n_queries"], int)
