@@ -50,9 +50,19 @@ class Estimate:
 
 def _requests_from_masked(path: Path) -> list[FillRequest]:
     import pandas as pd
+    import pyarrow as pa
 
-    frame = pd.read_parquet(path, columns=["qid", "level", "ratio", "masked_query", "masked_positions",
-                                           "original_words"])
+    from pipeline.errors import DataError
+
+    if not path.is_file():
+        raise DataError(f"--masked {path} does not exist; pass the masked.parquet of a build-negatives run")
+    columns = ["qid", "level", "ratio", "masked_query", "masked_positions", "original_words"]
+    try:
+        frame = pd.read_parquet(path, columns=columns)
+    except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
+        # one line instead of an Arrow traceback: not Parquet at all, or a table without these columns
+        raise DataError(f"--masked {path} is not a masked.parquet with columns {columns} "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
     out: list[FillRequest] = []
     for qid, group in frame.groupby("qid", sort=False):
         levels = tuple(MaskedLevel(int(r.level), float(r.ratio), str(r.masked_query), tuple(str(r.masked_query).split()),
