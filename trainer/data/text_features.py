@@ -72,6 +72,7 @@ class OfficialTextFeatures:
             raise DataError(f"text feature directory {self.directory} does not exist")
         self.key, self.max_len, self.normalize = key, max_len, normalize
         self.negative_index_base = negative_index_base
+        self._dim: tuple[int, str] | None = None  # feature dimension and the first qid seen with it
 
     def candidates(self, qid: str, variant: str = "pos") -> list[Path]:
         """Files tried for (qid, variant), in order."""
@@ -93,7 +94,13 @@ class OfficialTextFeatures:
                         feats = np.asarray(z[self.key])
                 except (OSError, ValueError) as exc:
                     raise DataError(f"cannot read text features {path}: {exc}") from exc
-                return _finish(feats, self.max_len, self.normalize, f"qid {qid!r} ({path})")
+                out = _finish(feats, self.max_len, self.normalize, f"qid {qid!r} ({path})")
+                # one file of another encoder would otherwise fail inside collate with a bare shape error
+                first = self._dim = self._dim or (out.shape[1], qid)
+                if out.shape[1] != first[0]:
+                    raise DataError(f"text features of qid {qid!r} ({path}) have dimension {out.shape[1]}, expected "
+                                    f"{first[0]} (as qid {first[1]!r} has); re-extract it with the same text encoder")
+                return out
         raise DataError(
             f"missing text features for qid {qid!r} variant {variant!r}: tried "
             f"{', '.join(str(p) for p in paths)}; extract them or point data.text_features at the right place"
