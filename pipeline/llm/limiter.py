@@ -68,7 +68,7 @@ class TokenBucket:
 
 
 class WindowLog:
-    """At most ``limit`` grants in any ``window`` seconds: a grant waits until the ``limit``-th last one is a window old.
+    """At most ``limit`` grants in any ``window`` seconds: a grant waits until the ``limit``-th last is a window old.
 
     >>> log = WindowLog(2, 60.0)
     >>> log.add(0.0); log.add(1.0); log.wait_for(30.0), log.wait_for(61.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,17 @@ def backend_config(name: str, url: str, tmp: Path, **options: Any) -> BackendCon
         else:
             opts[key] = value
     return BackendConfig(name=name, model="uniform", seed=0, options=opts)
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the code under test sleeps (limiter tests without timed assertions)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.t += max(0.0, seconds)
+        await asyncio.sleep(0)  # let the other tasks run, as a real sleep would

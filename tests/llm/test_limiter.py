@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import time
+
+import pytest
 
 from pipeline.llm import AsyncLimiter, LimitConfig
 from pipeline.llm.limiter import parse_reset, retry_after_seconds
-from tests.llm.helpers import make_requests
+from tests.llm.helpers import FakeClock, make_requests
 
 
-def test_requests_per_minute_and_in_flight_hold_under_concurrency():
+@pytest.mark.parametrize(("hold_s", "peak_expected"), [(0.005, 1), (0.1, 4)])
+def test_requests_per_minute_and_in_flight_hold_under_concurrency(hold_s, peak_expected):
+    clock = FakeClock()
     cfg = LimitConfig(requests_per_minute=3000, tokens_per_minute=0, max_in_flight=4, burst_seconds=0.02)
-    limiter = AsyncLimiter(cfg)
+    limiter = AsyncLimiter(cfg, clock=clock.now, sleep=clock.sleep)
     starts: list[float] = []
     peak = 0
     live = 0
@@ -20,10 +23,10 @@ def test_requests_per_minute_and_in_flight_hold_under_concurrency():
     async def one():
         nonlocal peak, live
         async with limiter.reserve(10, 10) as slot:
-            starts.append(time.monotonic())
+            starts.append(clock.now())
             live += 1
             peak = max(peak, live)
-            await asyncio.sleep(0.005)
+            await clock.sleep(hold_s)
             live -= 1
             slot.settle(5, 5)
 
@@ -31,39 +34,42 @@ def test_requests_per_minute_and_in_flight_hold_under_concurrency():
         await asyncio.gather(*(one() for _ in range(60)))
 
     asyncio.run(main())
-    span = max(starts) - min(starts)
-    # 60 requests at 50/s with a burst of 1: at least 59 intervals of 20 ms
-    assert span >= 59 / 50 * 0.95
-    assert 60 / span <= 50 * 1.05
-    assert peak <= 4
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    # 50/s with a burst of 1: every send at least 20 ms after the previous one; calls held 0.1 s fill the 4 slots
+    assert min(gaps) >= 0.02 - 1e-9
+    assert peak == peak_expected
+    if peak_expected == 1:  # short calls: the rate alone sets the pace, and no slower than it
+        assert max(starts) - min(starts) == pytest.approx(59 * 0.02, abs=1e-3)
 
 
 def test_token_limit_paces_and_settle_refunds():
+    clock = FakeClock()
     cfg = LimitConfig(requests_per_minute=0, tokens_per_minute=60_000, burst_seconds=0.1)  # 1000 tok/s, cap 100
-    limiter = AsyncLimiter(cfg)
+    limiter = AsyncLimiter(cfg, clock=clock.now, sleep=clock.sleep)
 
     async def main():
-        t0 = time.monotonic()
+        t0 = clock.now()
         for _ in range(5):
             async with limiter.reserve(100, 100) as slot:  # reserves 200 (over capacity: waits for a full bucket)
                 slot.settle(50, 0)  # ...but used 50: 150 comes back
-        return time.monotonic() - t0
+        return clock.now() - t0
 
-    elapsed = asyncio.run(main())
-    assert 0.15 < elapsed < 0.6
+    # each later call waits for 50 tokens (0.05 s); without the refund it would wait 0.2 s
+    assert asyncio.run(main()) == pytest.approx(4 * 0.05, abs=1e-3)
 
 
 def test_pause_holds_every_caller():
-    limiter = AsyncLimiter(LimitConfig(requests_per_minute=0, tokens_per_minute=0))
+    clock = FakeClock()
+    limiter = AsyncLimiter(LimitConfig(requests_per_minute=0, tokens_per_minute=0), clock=clock.now, sleep=clock.sleep)
 
     async def main():
         limiter.pause(0.3)
-        t0 = time.monotonic()
+        t0 = clock.now()
         async with limiter.reserve(1, 1):
             pass
-        return time.monotonic() - t0
+        return clock.now() - t0
 
-    assert asyncio.run(main()) >= 0.29
+    assert asyncio.run(main()) >= 0.3 - 1e-9
 
 
 def test_header_parsing():

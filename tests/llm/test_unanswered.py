@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.llm import AsyncLimiter, LimitConfig
 from pipeline.llm.ledger import read_ledger
-from tests.llm.helpers import make_requests
+from tests.llm.helpers import FakeClock, make_requests
 
 FAST = {"retry": {"max_retries": 1, "max_rate_limit_retries": 1, "backoff_base": 0.0, "backoff_max": 0.0}}
 
@@ -93,20 +93,6 @@ def test_the_providers_length_reason_is_still_a_cut_reply(server, run_fill):
     responses, stats = run_fill("anthropic", server, make_requests(1))
     assert all(f.valid for f in responses[0].fills)
     assert stats["length"] == 1 and stats["billed"] == 2
-
-
-class FakeClock:
-    """A clock that only moves when the limiter sleeps."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += seconds
-        await asyncio.sleep(0)
 
 
 @pytest.mark.parametrize(("rpm", "burst"), [(60, 0.5), (10, 30.0), (7, 60.0), (120, 5.0)])

@@ -83,6 +83,8 @@ class ProviderServer:
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.seen_keys: set[str] = set()
+        #: keys answered with 401 (a revoked key)
+        self.reject_keys: set[str] = set()
         #: every request header value received (tests check that planted secrets did reach the provider)
         self.seen_headers: set[tuple[str, str]] = set()
         self._http = HTTPServer(self.dispatch, hang_s=hang_s)
@@ -139,6 +141,8 @@ class ProviderServer:
         handler, params = routes.match(req.method, req.path)
         if handler is None:
             resp = Response.of_json({"error": {"message": f"no route {req.method} {req.path}"}}, 404)
+        elif self.reject_keys & self.seen_keys:
+            resp = Response.of_json({"error": {"message": "invalid api key", "type": "authentication_error"}}, 401)
         elif self.require_key and not self.seen_keys and "/files/" not in req.path:
             resp = Response.of_json({"error": {"message": "missing key", "type": "authentication_error"}}, 401)
         else:
