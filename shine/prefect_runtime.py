@@ -65,9 +65,10 @@ def configure(debug: bool = False) -> None:
 class FailureRecordFilter(logging.Filter):
     """Drop the console records of a failed task or flow run; the CLI prints the error in one line instead.
 
-    A record that carries an exception (``exc_info``) is dropped, and its message remembered so that the
-    records Prefect logs afterwards about the same failure ("Finished in state Failed('... <message>')") are
-    dropped too. Every other record passes unchanged.
+    An ERROR record that carries an exception (``exc_info``) is dropped, and the exception's message remembered
+    so that the records Prefect logs afterwards about the same failure ("Finished in state Failed('...')") are
+    dropped too. A lower-level record with an exception keeps its line without the traceback. Every other record
+    passes unchanged.
     """
 
     def __init__(self, name: str = "") -> None:
@@ -76,6 +77,11 @@ class FailureRecordFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and record.levelno < logging.ERROR:
+            # a warning that carries a traceback keeps its one line on the console (this handler runs after the
+            # Prefect database handler of the run loggers, which has already stored the full record)
+            record.exc_info, record.exc_text = None, None
+            return True
         if exc is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit)):
             text = str(exc)
             if text and text not in self._messages:

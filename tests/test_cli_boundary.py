@@ -118,6 +118,11 @@ def test_failure_records_are_dropped_with_their_follow_ups() -> None:
                                    "Finished in state Failed('Flow run encountered an exception: ValueError: "
                                    "a.jsonl:3: bad window')", None, None)
     assert [flt.filter(r) for r in (failed, state, other, info, flow_state)] == [False, False, True, True, False]
+    try:
+        raise OSError("cache slow")
+    except OSError:
+        warning = logging.LogRecord("pipeline.llm", logging.WARNING, "x", 1, "retrying", None, sys.exc_info())
+    assert flt.filter(warning) and warning.exc_info is None, "a warning keeps its line, without the traceback"
 
 
 def test_quiet_logging_config_puts_the_filter_on_prefects_console_handler() -> None:
