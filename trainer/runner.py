@@ -6,6 +6,7 @@ early stopping, then evaluate the best checkpoint on every test split and write 
     OUT/train_log.jsonl                 one line per epoch: train losses, lr, validation metrics, timings
     OUT/metrics.{md,csv,json}           one row per split (val first), with chance rows when known
     OUT/predictions/{split}.jsonl       Moment-DETR submission format
+    OUT/official_eval/{split}.json      those predictions through QD-DETR's standalone evaluation (its layout)
     OUT/plots/{split}_saliency.png      saliency curves of a few queries vs their ground truth
     OUT/plots/loss_curves.png, val_curves.png   loss terms and validation metrics per epoch
     OUT/manifest.json                   config, inputs (sha256), versions, device, counts, timings, the
@@ -64,6 +65,7 @@ from trainer.report import (
     write_text,
 )
 from trainer.shine_config import NegativesChoice, choose_negatives
+from trainer.submission_eval import evaluate_submission
 
 __all__ = ["RunResult", "train", "evaluate_checkpoint", "predict_checkpoint"]
 
@@ -91,6 +93,11 @@ def _eval_split(model: torch.nn.Module, ds: GroundingDataset, cfg: TrainConfig, 
                    round_to_clip=cfg.data.eval_round, criterion=criterion, amp=cfg.optim.amp,
                    progress=cfg.progress, desc=f"eval {name}")
     write_predictions(out / "predictions" / f"{name}.jsonl", res.predictions)
+    if res.predictions and all(a.windows for a in ds.annotations):
+        # the same predictions scored by QD-DETR's standalone evaluation (its JSON layout, drop-in comparable)
+        gt = [{"qid": a.qid, "duration": a.duration, "relevant_windows": [list(w) for w in a.windows]}
+              for a in ds.annotations]
+        write_json(out / "official_eval" / f"{name}.json", evaluate_submission(res.predictions, gt, match_number=False))
     if cfg.plot_queries > 0:
         plot_saliency_curves(res.predictions, ds.annotations, cfg.data.clip_len, out / "plots" / f"{name}_saliency.png",
                              n=cfg.plot_queries, title=f"{cfg.data.name} {name}")

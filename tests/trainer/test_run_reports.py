@@ -56,6 +56,12 @@ def test_run_logs_epochs_writes_curves_and_names_itself(synth: Path, tmp_path: P
     model = metrics["val"]["model"]
     assert isinstance(model["n_queries"], int)
     assert all(v == round(v, 4) for k, v in model.items())
+    # the same predictions through the standalone evaluator agree with the trainer's own float64 metrics
+    official = json.loads((out / "official_eval" / "val.json").read_text())
+    assert official["brief"]["MR-full-R1@0.5"] == round(model["R1@0.5"], 2)
+    assert official["brief"]["MR-full-R1@0.7"] == round(model["R1@0.7"], 2)
+    assert abs(official["brief"]["MR-full-mIoU"] - model["mIoU"]) <= 0.01
+    assert (out / "official_eval" / "test_trivial.json").is_file()
     # resuming for one more epoch keeps the first invocation's entry
     resumed = load_config("synthetic", overrides=tiny_overrides(synth, out, "optim.epochs=3"))
     train(resumed, resume=True)
