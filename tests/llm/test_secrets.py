@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,31 @@ def test_secrets_from_variables_reach_the_provider_and_no_file(server, tmp_path,
     blobs = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()] + [stats.encode(), repr(backend).encode()]
     for secret in (HEADER_SECRET, URL_PASSWORD, basic, SECRETS["OPENAI_API_KEY"]):
         assert not any(secret.encode() in b for b in blobs), secret
+
+
+@pytest.mark.parametrize("name", ["openai", "anthropic", "gemini"])
+def test_sdk_debug_logs_hold_no_secret(name, server, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("SHINE_TEST_PROXY", HEADER_SECRET)
+    base = server.url.replace("://", f"://alice:{URL_PASSWORD}@") + ("/v1" if name == "openai" else "")
+    monkeypatch.setenv("SHINE_TEST_URL", base)
+    cfg = backend_config(name, server.url, tmp_path, headers_env={"Proxy-Authorization": "SHINE_TEST_PROXY"},
+                         base_url_env="SHINE_TEST_URL")
+    backend = make_llm_backend(cfg, dictionary(), tmp_path / "run")
+    server.faults.script.extend(["503"])  # an error path too
+
+    async def go():
+        try:
+            return await backend.fill_batch(make_requests(2))
+        finally:
+            await backend.close()
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(go())
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "127.0.0.1" in text  # the SDKs and httpx did log their requests...
+    for secret in (HEADER_SECRET, URL_PASSWORD, SECRETS[{"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY",
+                                                          "gemini": "GEMINI_API_KEY"}[name]]):
+        assert secret not in text  # ...without a secret
 
 
 def _input(shared_data: Path, tmp: Path, n: int) -> Path:
