@@ -121,12 +121,14 @@ def estimate(reqs: list[FillRequest], name: str, cfg: LLMConfig, tier: int) -> E
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipeline.llm.secrets import move_secrets_to_env
     from shine.configs import load_yaml, parse_overrides
 
     options: dict[str, Any] = {}
     if args.config:
         options.update(load_yaml(args.config).get("backend", {}).get("options", {}))
-    options.update(parse_overrides(args.set).get("backend", {}).get("options", {}))
+    # a secret on the command line is taken as for build-negatives (moved into a variable, only its name kept)
+    options.update(move_secrets_to_env(parse_overrides(args.set)).get("backend", {}).get("options", {}))
     cfg = parse_llm_config(args.backend, args.model or "", 0, options)
     if args.masked:
         reqs = _requests_from_masked(Path(args.masked))

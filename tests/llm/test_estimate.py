@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 
@@ -37,3 +38,28 @@ def test_unknown_tier_is_a_clear_error(tmp_path, capsys):
     assert main(["estimate", "--input", str(path), "--backend", "gemini", "--tier", "9"]) == 2
     assert "ConfigError: no published tier 9" in capsys.readouterr().err
     assert callable(register)
+
+
+def test_estimate_takes_a_secret_header_from_the_command_line_without_printing_it(tmp_path, capsys, monkeypatch):
+    secret = "Bearer " + "estimate-SECRET-" + "42"
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps({"qid": "v_0", "query": "person opens the door."}) + "\n")
+    args = ["estimate", "--input", str(path), "--backend", "openai", "--json",
+            "--set", "backend.options.headers={Proxy-Authorization: '" + secret + "'}"]
+    before = set(os.environ)
+    try:
+        assert main(args) == 0
+    finally:  # the CLI moved the value into a variable of this (test) process
+        moved = set(os.environ) - before
+        for name in moved:
+            monkeypatch.delenv(name)
+    assert moved and all(name.startswith("SHINE_SECRET_") for name in moved)
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["requests"] == 1
+    assert secret not in captured.out + captured.err
+    # in a config file the same header is refused, naming the setting to use instead
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("backend:\n  options:\n    headers: {Proxy-Authorization: '" + secret + "'}\n")
+    assert main(["estimate", "--input", str(path), "--backend", "openai", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "headers_env" in err and secret not in err
