@@ -40,7 +40,7 @@ def test_unknown_tier_is_a_clear_error(tmp_path, capsys):
     assert callable(register)
 
 
-def test_estimate_takes_a_secret_header_from_the_command_line_without_printing_it(tmp_path, capsys, monkeypatch):
+def test_estimate_takes_a_secret_header_from_the_command_line_without_printing_it(tmp_path, capsys):
     secret = "Bearer " + "estimate-SECRET-" + "42"
     path = tmp_path / "a.jsonl"
     path.write_text(json.dumps({"qid": "v_0", "query": "person opens the door."}) + "\n")
@@ -52,7 +52,7 @@ def test_estimate_takes_a_secret_header_from_the_command_line_without_printing_i
     finally:  # the CLI moved the value into a variable of this (test) process
         moved = set(os.environ) - before
         for name in moved:
-            monkeypatch.delenv(name)
+            os.environ.pop(name, None)
     assert moved and all(name.startswith("SHINE_SECRET_") for name in moved)
     captured = capsys.readouterr()
     assert json.loads(captured.out)["requests"] == 1
