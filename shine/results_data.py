@@ -195,9 +195,10 @@ def negative_examples(neg_dir: Path, n: int = 5, seed: int = 0) -> list[dict[str
 
 
 def quality_summary(neg_dir: Path) -> list[dict[str, Any]]:
-    """Per-level quality of a negatives run: the manifest's ``quality`` summary when written, else the per-level
-    means of ``quality.parquet``'s numeric and boolean columns; ``[]`` when the run has neither."""
-    summary = _read_json(neg_dir / "manifest.json").get("quality")
+    """Per-level quality of a negatives run: the manifest's ``quality`` summary when written, else ``quality.json``
+    (``shine quality RUN --json RUN/quality.json``), else the per-level means of ``quality.parquet``'s numeric and
+    boolean columns; ``[]`` when the run has none of them."""
+    summary = _read_json(neg_dir / "manifest.json").get("quality") or _read_json(neg_dir / "quality.json") or None
     if isinstance(summary, dict):
         per_level = summary.get("per_level", summary.get("levels", summary))
         if isinstance(per_level, dict):

@@ -104,6 +104,11 @@ def test_negatives_examples_and_quality_per_level(two_runs, tmp_path: Path) -> N
     # the manifest's summary wins when the quality stage wrote one
     (negatives / "manifest.json").write_text(json.dumps({"quality": {"per_level": {"1": {"kept": 0.9}}}}))
     assert quality_summary(negatives) == [{"level": "1", "kept": 0.9}]
+    (negatives / "manifest.json").unlink()  # `shine quality RUN --json RUN/quality.json` writes this layout
+    (negatives / "quality.json").write_text(json.dumps({"rows": 16, "levels": {"1": {"rows": 8, "changed": 1.0},
+                                                                               "2": {"rows": 8, "changed": 0.75}}}))
+    assert quality_summary(negatives) == [{"level": "1", "rows": 8, "changed": 1.0},
+                                          {"level": "2", "rows": 8, "changed": 0.75}]
     assert quality_summary(make_negatives(tmp_path / "no-quality", with_quality=False)) == []
 
 
