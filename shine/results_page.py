@@ -58,7 +58,7 @@ def _fmt(value: Any, column: str = "", signed: bool = False) -> str:
         return ""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
-    if column == "n_queries" or column == "rows":
+    if column in ("n_queries", "rows") or (isinstance(value, int) and not signed):  # counts (JSON may say 36.0)
         return f"{int(value):,}"
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
