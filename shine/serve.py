@@ -7,6 +7,7 @@ reads the same file to bind them to work pools for many boxes::
     prefect server start                                   # terminal 1 (SQLite under $PREFECT_HOME)
     PREFECT_API_URL=http://127.0.0.1:4200/api shine serve  # terminal 2: polls the server, runs flow runs here
     prefect deployment run build-negatives/charades-cg --param backend=random
+    prefect deployment run experiment/synthetic --watch   # the whole chain -> artifacts/experiment/synthetic/results.html
 
 Many boxes (PostgreSQL via docker-compose, or any server)::
 
@@ -158,7 +159,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``shine serve`` to the ``shine`` parser."""
     p = subparsers.add_parser(
         "serve", help="serve every deployment of prefect.yaml from this process (one box)",
-        description="Serve the deployments listed in prefect.yaml (build-negatives/*, encode-text/*, train/*) "
+        description="Serve the deployments listed in prefect.yaml (build-negatives/*, encode-text/*, train/*, "
+        "experiment/*) "
         "against the Prefect server in PREFECT_API_URL; trigger them with `prefect deployment run FLOW/NAME`. "
         "For many boxes use work pools instead: `prefect deploy --all` and `prefect worker start --pool ...`.",
     )
