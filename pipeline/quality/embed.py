@@ -43,7 +43,7 @@ class SentenceEncoder:
             hidden = self.model(**enc).last_hidden_state
             weight = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weight).sum(1) / weight.sum(1).clamp_min(1e-9)
-            vecs[torch.tensor(idx)] = torch.nn.functional.normalize(pooled, dim=-1)
+            vecs[torch.tensor(idx)] = torch.nn.functional.normalize(pooled.float(), dim=-1)
         where = {t: i for i, t in enumerate(unique)}
         return vecs[torch.tensor([where[t] for t in texts], dtype=torch.long)] if texts else vecs
 

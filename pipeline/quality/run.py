@@ -14,7 +14,7 @@ import pyarrow as pa
 from pipeline import tables
 from pipeline.quality.report import summarize
 from pipeline.quality.score import QualityConfig, score_input
-from pipeline.quality.source import QualityInput, load_source
+from pipeline.quality.source import QualityInput, load_source, sample_queries
 
 __all__ = ["quality_report", "quality_arrow"]
 
@@ -26,11 +26,20 @@ def quality_arrow(table: pd.DataFrame) -> pa.Table:
 
 
 def quality_report(source: str | Path | QualityInput, cfg: QualityConfig | None = None, *, nlp: Any = None,
-                   encoder: Any = None, log: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Score ``source`` (a run directory, a released-format file or a loaded input): (rows, summary)."""
+                   encoder: Any = None, log: Callable[[str], None] | None = None,
+                   sample: int | None = None, seed: int = 0) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Score ``source`` (a run directory, a released-format file or a loaded input): (rows, summary).
+
+    ``sample``: score only that many queries drawn with ``seed`` (D, the corpus pairs and the same-video
+    positives still come from the whole source).
+    """
     cfg = cfg or QualityConfig()
     t0 = time.perf_counter()
     inp = source if isinstance(source, QualityInput) else load_source(source)
+    if sample is not None:
+        inp = sample_queries(inp, sample, seed)
     table, facts = score_input(inp, cfg, nlp=nlp, encoder=encoder, log=log)
+    if "sample" in inp.details:
+        facts["sample"] = inp.details["sample"]
     facts["timings"]["total_s"] = round(time.perf_counter() - t0, 3)
     return table, summarize(table, inp.source, asdict(cfg), facts)

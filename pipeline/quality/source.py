@@ -20,7 +20,7 @@ import pandas as pd
 from pipeline import tables
 from pipeline.errors import DataError
 
-__all__ = ["QualityInput", "load_source", "load_run", "load_released", "read_released"]
+__all__ = ["QualityInput", "load_source", "load_run", "load_released", "read_released", "sample_queries"]
 
 ROW_COLUMNS: tuple[str, ...] = ("qid", "vid", "level", "original", "masked_query", "negative")
 
@@ -124,3 +124,17 @@ def load_released(path: Path) -> QualityInput:
     positives = pd.DataFrame({"qid": [str(o["qid"]) for o in lines], "vid": [str(o["vid"]) for o in lines],
                               "query": [o["query"] for o in lines]})
     return QualityInput(str(path), pd.DataFrame(rows, columns=list(ROW_COLUMNS)), positives, positives["query"].tolist())
+
+
+def sample_queries(inp: QualityInput, n: int, seed: int = 0) -> QualityInput:
+    """``inp`` with the rows of ``n`` queries drawn at random (all levels of each); positives and corpus stay whole,
+    so the same-video check and D do not change with the sample."""
+    if n < 1:
+        raise DataError(f"Expected a sample of at least 1 query, got {n}")
+    qids = pd.Series(inp.rows["qid"].unique())
+    if n >= len(qids):
+        return inp
+    keep = set(qids.sample(n=n, random_state=seed))
+    rows = inp.rows[inp.rows["qid"].isin(keep)].reset_index(drop=True)
+    return QualityInput(inp.source, rows, inp.positives, inp.corpus, inp.dictionary,
+                        {**inp.details, "sample": {"queries": n, "of": int(len(qids)), "seed": seed}})

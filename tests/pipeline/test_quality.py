@@ -168,3 +168,15 @@ def test_cli_missing_file_is_one_line(tmp_path):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "nope.jsonl does not exist" in lines[0]
+
+
+def test_sample_keeps_whole_queries_and_all_positives(released):
+    from pipeline.quality.source import load_source, sample_queries
+
+    inp = load_source(released)
+    part = sample_queries(inp, 2, seed=1)
+    assert part.rows["qid"].nunique() == 2 and len(part.rows) == 6
+    assert part.positives.equals(inp.positives) and part.corpus == inp.corpus
+    assert sample_queries(inp, 2, seed=1).rows.equals(part.rows)
+    with pytest.raises(DataError, match="at least 1 query"):
+        sample_queries(inp, 0)

@@ -1,0 +1,339 @@
+"""The offline ``lexical`` backend: deterministic, seeded, zero-cost negatives built from the corpus itself.
+
+Each mask gets a word of D with the original word's primitive *and fine tag* ("takes" (VBZ) -> another VBZ
+verb), so inflection and grammar survive. Three ideas make the negatives hard and sensible:
+
+* **graded by level**: the candidates of a tag are ranked by MiniLM cosine to the original word; level 1 draws
+  from the nearest band (close in meaning, never the word itself or its lemma), level 2 from the middle band,
+  level 3 from the far band, so sentence similarity falls from level 1 to level 3;
+* **plausible compositions**: a verb is only paired with an object (and an adjective with a noun) that the
+  training queries attest ("takes food", never "snuggled some vacuum"); attested pairs come from pos.parquet's
+  dependency labels (object -> nearest verb on its left, ``amod`` -> nearest noun on its right);
+* **never a positive**: a negative equal to any query of the same video, to the original or to a lower level's
+  negative is redrawn.
+
+Every draw is a hash of (seed, qid, level, position, attempt): a query's negatives do not depend on chunking,
+order or the rest of the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline import tables
+from pipeline.backends.base import FillRequest, FillResponse, LevelFill, detokenize, fill_tokens
+from pipeline.dictionary import build_tagged_dictionary
+from pipeline.errors import ConfigError, DataError
+from pipeline.masking import PRIMITIVE_OF_POS
+
+__all__ = ["LexicalBackend", "LEXICAL_MODELS", "attested_pairs", "heuristic_heads"]
+
+#: word vectors behind the level grading
+LEXICAL_MODELS: tuple[str, ...] = ("minilm",)
+#: rank bands (fractions of a tag's candidates, nearest first) per level
+BANDS: dict[int, tuple[float, float]] = {1: (0.0, 0.08), 2: (0.3, 0.55), 3: (0.75, 1.0)}
+#: a level-1 candidate this close to the original is likely a synonym (a false negative): skipped
+SYNONYM_COSINE = 0.8
+_OBJ_DEPS = frozenset({"dobj", "obj"})
+_SUBJ_DEPS = frozenset({"nsubj", "nsubjpass"})
+_PRIM_ORDER = {"verb": 0, "noun": 1, "adj": 2, "prep": 3, "adv": 4}
+_MAX_ATTEMPTS = 6
+#: ranks beyond a band searched for an attested composition
+_WIDEN = 48
+
+
+def _u(*parts: object) -> int:
+    """A reproducible 64-bit integer of ``parts``."""
+    return int.from_bytes(hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest(), "little")
+
+
+def heuristic_heads(pos: Sequence[str], dep: Sequence[str]) -> list[int]:
+    """Heads of objects (nearest VERB on the left), prepositional objects (nearest ADP on the left) and adjectival
+    modifiers (nearest NOUN on the right); -1 elsewhere. pos.parquet keeps dependency labels but not heads, and
+    in short captions these nearest-word rules find the head almost always.
+
+    >>> heuristic_heads(["NOUN", "VERB", "DET", "ADJ", "NOUN", "ADP", "NOUN"],
+    ...                 ["nsubj", "ROOT", "det", "amod", "dobj", "prep", "pobj"])
+    [-1, -1, -1, 4, 1, -1, 5]
+    """
+    heads = [-1] * len(pos)
+    for i, d in enumerate(dep):
+        if d in _OBJ_DEPS or d == "pobj":
+            want = "VERB" if d in _OBJ_DEPS else "ADP"
+            heads[i] = next((j for j in range(i - 1, -1, -1) if pos[j] == want), -1)
+        elif d == "amod" and pos[i] == "ADJ":
+            heads[i] = next((j for j in range(i + 1, len(pos)) if pos[j] in {"NOUN", "PROPN"}), -1)
+    return heads
+
+
+def _kind(dep: str) -> str:
+    return "vo" if dep in _OBJ_DEPS else "po" if dep == "pobj" else "an"
+
+
+def attested_pairs(lemmas: Sequence[Sequence[str]], pos: Sequence[Sequence[str]],
+                   dep: Sequence[Sequence[str]]) -> Counter[tuple[str, str, str]]:
+    """Counts of ("vo", verb, object), ("po", preposition, object) and ("an", adjective, noun) lemma pairs."""
+    out: Counter[tuple[str, str, str]] = Counter()
+    for lem, ps, ds in zip(lemmas, pos, dep):
+        for i, h in enumerate(heuristic_heads(ps, ds)):
+            if h >= 0:
+                kind = _kind(ds[i])
+                out[(kind, lem[i].lower(), lem[h].lower()) if kind == "an" else (kind, lem[h].lower(), lem[i].lower())] += 1
+    return out
+
+
+class LexicalBackend:
+    """Fill masks with D words of the same fine tag, graded by MiniLM word similarity, attested compositions."""
+
+    name = "lexical"
+    prompt_version = "none"
+
+    def __init__(self, tagged: pd.DataFrame, pos: pd.DataFrame, positives: dict[str, set[str]],
+                 vids: dict[str, str], encoder: Any, seed: int = 0, min_count: int = 2, pair_min_count: int = 2) -> None:
+        """``tagged``: D with tags (word, primitive, tag, count); ``pos``: pos.parquet rows (qid, tokens, pos, tag,
+        dep, lemma); ``positives``: vid -> normalised queries; ``vids``: qid -> vid; ``encoder``: has ``encode``."""
+        self.model, self.seed = "minilm", seed
+        self.positives, self.vids = positives, vids
+        self._calls = 0
+        self.facts = {qid: (tuple(p), tuple(d), tuple(t), tuple(x.lower() for x in lem), tuple(heuristic_heads(p, d)))
+                      for qid, p, d, t, lem in zip(pos["qid"], pos["pos"], pos["dep"], pos["tag"], pos["lemma"])}
+        lemma_of: dict[str, str] = {}
+        for toks, lems in zip(pos["tokens"], pos["lemma"]):
+            for w, lem in zip(toks, lems):
+                lemma_of.setdefault(w.lower(), lem.lower())
+        self.lemma_of = lemma_of
+        # a pair seen once is often a parse error ("sneezes person"): compositions need pair_min_count sightings
+        self.pairs = {p for p, n in attested_pairs(pos["lemma"], pos["pos"], pos["dep"]).items() if n >= pair_min_count}
+        # words the corpus uses as subjects: a masked subject stays someone or something that acts
+        # content lemmas of each video's queries: a fill naming something the video shows elsewhere ("closes" for
+        # "opens" when another query of the video closes the book) would likely be true of the video
+        self.video_lemmas: dict[str, set[str]] = defaultdict(set)
+        for qid, lems, ps in zip(pos["qid"], pos["lemma"], pos["pos"]):
+            self.video_lemmas[vids.get(qid, "")].update(
+                lm.lower() for lm, p in zip(lems, ps) if p in {"VERB", "NOUN", "PROPN", "ADJ"})
+        self.subjects = {lm.lower() for lems, ds in zip(pos["lemma"], pos["dep"])
+                         for lm, d in zip(lems, ds) if d in _SUBJ_DEPS}
+        self.objects: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for kind, a, b in self.pairs:
+            if kind != "an":
+                self.objects[(kind, a)].add(b)
+        # candidate groups: a word joins (primitive, tag) when that tag is its usual one and seen often enough
+        share = tagged["count"] / tagged.groupby(["word", "primitive"])["count"].transform("sum")
+        good = tagged[(share >= 0.5) & (tagged["count"] >= min_count)]
+        if good.empty:
+            good = tagged
+        self.groups: dict[tuple[str, str], list[str]] = {
+            key: g.sort_values("word")["word"].tolist() for key, g in good.groupby(["primitive", "tag"])
+        }
+        self.fallback = {prim: g.sort_values("count", ascending=False)["tag"].iloc[0]
+                         for prim, g in good.groupby("primitive")}
+        words = sorted({w for ws in self.groups.values() for w in ws} | {
+            t.lower() for toks in pos["tokens"] for t in toks})
+        self.index = {w: i for i, w in enumerate(words)}
+        self.vectors = encoder.encode(words) if words else torch.empty(0, 1)
+        self._ranked: dict[tuple[str, str, str], list[str]] = {}
+        #: accepted words per (word, primitive, tag, level, requirements): contexts repeat across a corpus
+        self._cache: dict[tuple, list[str]] = {}
+        self._precompute({(t.lower(), PRIMITIVE_OF_POS[p], tg) for toks, ps, tgs in zip(pos["tokens"], pos["pos"], pos["tag"])
+                          for t, p, tg in zip(toks, ps, tgs) if p in PRIMITIVE_OF_POS})
+
+    @classmethod
+    def from_run(cls, dictionary: pd.DataFrame, workdir: Path, seed: int = 0, model: str = "minilm",
+                 options: dict[str, Any] | None = None) -> LexicalBackend:
+        """Build from a run directory's pos.parquet and queries.parquet (D's tags are counted over train)."""
+        if model not in LEXICAL_MODELS:
+            raise ConfigError(f"Expected lexical backend model in {list(LEXICAL_MODELS)}, got {model!r}")
+        opts = dict(options or {})
+        min_count, pair_min_count = int(opts.pop("min_count", 2)), int(opts.pop("pair_min_count", 2))
+        if opts:
+            raise ConfigError(f"the lexical backend takes the options min_count and pair_min_count, got {sorted(opts)}")
+        pos = tables.read_table(workdir / "pos.parquet", tables.POS, columns=["qid", "tokens", "pos", "tag", "dep", "lemma"])
+        queries = tables.read_table(workdir / "queries.parquet", tables.QUERIES, columns=["qid", "vid", "query", "split"])
+        train = queries["split"].eq("train").to_numpy()
+        if not train.any():
+            train[:] = True
+        tp = pos[train]
+        tagged = build_tagged_dictionary(tp["tokens"], tp["pos"], tp["tag"])
+        tagged = tagged[tagged.set_index(["word", "primitive"]).index.isin(
+            dictionary.set_index(["word", "primitive"]).index)]
+        if tagged.empty:
+            raise DataError(f"{workdir}/dictionary.parquet shares no word with pos.parquet's surface forms; "
+                            "the lexical backend needs dictionary.form=text")
+        from pipeline.quality.embed import load_sentence_encoder
+        from pipeline.quality.measures import norm_text
+
+        positives: dict[str, set[str]] = defaultdict(set)
+        for vid, q in zip(queries["vid"], queries["query"]):
+            positives[vid].add(norm_text(q))
+        return cls(tagged, pos, dict(positives), dict(zip(queries["qid"], queries["vid"])),
+                   load_sentence_encoder(), seed=seed, min_count=min_count, pair_min_count=pair_min_count)
+
+    def _group(self, prim: str, tag: str) -> list[str]:
+        return self.groups.get((prim, tag)) or self.groups.get((prim, self.fallback.get(prim, "")), [])
+
+    def _precompute(self, keys: set[tuple[str, str, str]]) -> None:
+        """Rank the candidates of every (word, primitive, tag) the masks can ask for: one matrix product per group.
+
+        Candidates are the group's words other than ``word`` and words of its lemma, nearest first by cosine,
+        without those at or above ``SYNONYM_COSINE`` (likely synonyms: false negatives) unless fewer than 3 remain.
+        """
+        by_group: dict[tuple[str, ...], list[tuple[str, str, str]]] = defaultdict(list)
+        for key in keys:
+            by_group[tuple(self._group(key[1], key[2]))].append(key)
+        for group, group_keys in by_group.items():
+            words = [k[0] for k in group_keys]
+            if not group:
+                self._ranked.update({k: [] for k in group_keys})
+                continue
+            gvec = self.vectors[[self.index[w] for w in group]]
+            sims = self.vectors[[self.index[w] for w in words]] @ gvec.T  # (keys, group)
+            glemma = [self.lemma_of.get(w, w) for w in group]
+            order = torch.argsort(sims, dim=1, descending=True, stable=True).tolist()
+            far = (sims < SYNONYM_COSINE).tolist()
+            for key, row, keep in zip(group_keys, order, far):
+                lemma = self.lemma_of.get(key[0], key[0])
+                cands = [j for j in row if group[j] != key[0] and glemma[j] != lemma]
+                kept = [group[j] for j in cands if keep[j]]
+                self._ranked[key] = kept if len(kept) >= 3 else [group[j] for j in cands]
+
+    def _ranking(self, word: str, prim: str, tag: str) -> list[str]:
+        """Candidates of (prim, tag) for ``word``, nearest first (computed on first use for unseen words)."""
+        key = (word, prim, tag)
+        if key not in self._ranked:
+            if word not in self.index:  # a word outside the run's queries: rank by D order, no grading
+                lemma = self.lemma_of.get(word, word)
+                self._ranked[key] = [w for w in self._group(prim, tag) if w != word and self.lemma_of.get(w, w) != lemma]
+            else:
+                self._precompute({key})
+        return self._ranked[key]
+
+    def _accepted(self, ranked: list[str], level: int, reqs: tuple, avoid: set[str] | None = None) -> list[str]:
+        """The words of the level's band that meet ``reqs``; else the one meeting them nearest the band (at most
+        ``_WIDEN`` ranks away); else the whole band (that composition is then unattested). With ``avoid``
+        (lemmas), only words outside it, and an empty list when there are none."""
+        n = len(ranked)
+        lo, hi = BANDS.get(level, BANDS[3])
+        a, b = int(lo * n), max(int(lo * n) + 1, int(np.ceil(hi * n)))
+        band = ranked[a:b]
+
+        def fits(w: str) -> bool:
+            return self._meets(w, reqs) and (avoid is None or self.lemma_of.get(w, w) not in avoid)
+
+        good = [w for w in band if fits(w)]
+        if good:
+            return good
+        for step in range(1, _WIDEN + 1):
+            for i in (a - step, b - 1 + step):
+                if 0 <= i < n and fits(ranked[i]):
+                    return [ranked[i]]
+        return band if avoid is None else []
+
+    def _meets(self, word: str, reqs: tuple) -> bool:
+        """Whether ``word`` keeps every composition ``reqs`` asks for attested (see ``_requirements``)."""
+        lw = self.lemma_of.get(word, word)
+        subject, as_dependent, as_head, can_take = reqs
+        if subject and lw not in self.subjects:
+            return False
+        for kind, head in as_dependent:
+            if ((kind, lw, head) if kind == "an" else (kind, head, lw)) not in self.pairs:
+                return False
+        for kind, dep_lemma in as_head:
+            if ((kind, dep_lemma, lw) if kind == "an" else (kind, lw, dep_lemma)) not in self.pairs:
+                return False
+        return all((kind, lw) in self.objects for kind in can_take)
+
+    def _fill_level(self, req: FillRequest, lv: Any, facts: tuple, attempt: int) -> list[str] | None:
+        pos, dep, tag, lem, heads = facts
+        masked = set(lv.positions)
+        seen = self.video_lemmas.get(self.vids.get(req.qid, ""), set())
+        chosen: dict[int, str] = {}
+
+        def lemma_at(i: int) -> str:
+            return self.lemma_of.get(chosen[i], chosen[i]) if i in chosen else lem[i]
+
+        order = sorted(range(len(lv.positions)), key=lambda k: (_PRIM_ORDER.get(lv.primitives[k], 9), lv.positions[k]))
+        for k in order:
+            i, orig, prim = lv.positions[k], lv.original_words[k].lower(), lv.primitives[k]
+            # the compositions this word enters: with its head (object of a verb / preposition, adjective of a
+            # noun) and with its dependents; a masked dependent not chosen yet only needs the word to take one
+            h, d = heads[i], dep[i]
+            as_dependent = ((_kind(d), lemma_at(h)),) if h >= 0 and (h not in masked or h in chosen) else ()
+            as_head, can_take = [], []
+            for j, hj in enumerate(heads):
+                if hj != i:
+                    continue
+                if j in masked and j not in chosen:
+                    if dep[j] != "amod":
+                        can_take.append(_kind(dep[j]))
+                else:
+                    as_head.append((_kind(dep[j]), lemma_at(j)))
+            reqs = (d in _SUBJ_DEPS, as_dependent, tuple(as_head), tuple(can_take))
+            key = (orig, prim, tag[i], lv.level, reqs)
+            accepted = self._cache.get(key)
+            if accepted is None:
+                accepted = self._accepted(self._ranking(orig, prim, tag[i]), lv.level, reqs)
+                self._cache[key] = accepted
+            if not accepted:
+                return None
+            if attempt >= _MAX_ATTEMPTS // 2:  # the attested words only gave positives: any word of the band
+                accepted = self._accepted(self._ranking(orig, prim, tag[i]), lv.level, (False, (), (), ()))
+            unseen = [w for w in accepted if self.lemma_of.get(w, w) not in seen]
+            if not unseen:  # rare: look around the band for an attested word the video does not show
+                unseen = self._accepted(self._ranking(orig, prim, tag[i]), lv.level, reqs, seen) or accepted
+            word = unseen[_u(self.seed, req.qid, lv.level, i, attempt) % len(unseen)]
+            chosen[i] = word.capitalize() if lv.original_words[k][:1].isupper() else word
+        return [chosen[i] for i in lv.positions]
+
+    def _fill_one(self, req: FillRequest) -> FillResponse:
+        from pipeline.quality.measures import norm_text
+
+        self._calls += 1
+        facts = self.facts.get(req.qid)
+        taken = {norm_text(detokenize(req.tokens))} | self.positives.get(self.vids.get(req.qid, ""), set())
+        fills = []
+        for lv in req.levels:
+            reasons: list[str] = []
+            words: list[str] | None = None
+            negative = ""
+            if facts is None:
+                reasons.append(f"qid {req.qid!r} is not in pos.parquet")
+            elif not lv.positions:
+                reasons.append("no maskable words in the query")
+            else:
+                for attempt in range(_MAX_ATTEMPTS):
+                    words = self._fill_level(req, lv, facts, attempt)
+                    if words is None:
+                        reasons.append(f"no word in D with the tags of {list(lv.original_words)}")
+                        break
+                    negative = fill_tokens(lv.tokens, lv.positions, words)
+                    if norm_text(negative) not in taken:
+                        break
+                else:
+                    reasons.append("every draw equals a positive query of the video or a lower level's negative")
+            if words is not None and not reasons:
+                taken.add(norm_text(negative))
+            fills.append(LevelFill(level=lv.level, negative=negative, filled_words=tuple(words or ()),
+                                   valid=not reasons, invalid_reasons=tuple(reasons)))
+        return FillResponse(qid=req.qid, fills=tuple(fills), backend=self.name, model=self.model,
+                            prompt_version=self.prompt_version)
+
+    async def complete(self, req: FillRequest) -> FillResponse:
+        """Fill one request (no I/O: returns at once)."""
+        return self._fill_one(req)
+
+    async def fill_batch(self, requests: Sequence[FillRequest]) -> list[FillResponse]:
+        """Fill many requests without per-request task overhead."""
+        return [self._fill_one(r) for r in requests]
+
+    def stats(self) -> dict[str, object]:
+        """Provenance for the manifest."""
+        return {"backend": self.name, "model": self.model, "seed": self.seed, "calls": 0, "cost_usd": 0.0,
+                "attested_pairs": len(self.pairs), "tag_groups": len(self.groups)}

@@ -1,0 +1,140 @@
+"""The lexical backend: deterministic, same fine tag on real queries, never a positive of the same video."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from pipeline import steps, tables
+from pipeline.backends.base import FillRequest, MaskedLevel
+from pipeline.backends.lexical import LexicalBackend, attested_pairs, heuristic_heads
+from pipeline.config import BackendConfig, DictionaryConfig, MaskConfig, PosConfig
+from pipeline.nlp import load_nlp
+from pipeline.quality.measures import mask_tokens, norm_text, score_row
+from pipeline.quality.parse import parse_texts
+from pipeline.stages import RunState
+
+N_QUERIES = 400
+
+
+def _prepare(shared_data: Path, out: Path) -> Path:
+    """The real stages load -> pos -> dictionary -> masked on the first Charades-CG train queries."""
+    src = shared_data / "charades_cg" / "charades_cg_train.jsonl"
+    lines = src.read_text(encoding="utf-8").splitlines()[:N_QUERIES]
+    out.mkdir(parents=True, exist_ok=True)
+    sub = out / "train.jsonl"
+    sub.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    state = RunState(out)
+    steps.load_step(state, [steps.InputSpec(sub, "train")])
+    steps.pos_step(state, PosConfig())
+    steps.dictionary_step(state, DictionaryConfig())
+    steps.masked_step(state, MaskConfig())
+    return out
+
+
+def _negatives(base: Path, out: Path, seed: int) -> pd.DataFrame:
+    """The negatives stage with the lexical backend in a copy of ``base``."""
+    shutil.copytree(base, out)
+    steps.negatives_step(RunState(out), BackendConfig(name="lexical", model="", seed=seed), MaskConfig())
+    return tables.read_table(out / "negatives.parquet", tables.NEGATIVES)
+
+
+@pytest.fixture(scope="module")
+def runs(shared_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("lexical")
+    base = _prepare(shared_data, root / "base")
+    return {name: (_negatives(base, root / name, seed), root / name) for name, seed in (("a", 0), ("b", 0), ("c", 1))}
+
+
+def test_deterministic_and_seeded(runs):
+    a, b, c = (runs[k][0] for k in "abc")
+    assert a["negative"].tolist() == b["negative"].tolist()
+    changed = (a["negative"] != c["negative"]).mean()
+    assert changed > 0.3, f"another seed changed only {changed:.0%} of the negatives"
+    assert set(a["backend"]) == {"lexical"}
+
+
+def test_real_queries_keep_tag_structure_and_dictionary(runs):
+    neg, out = runs["a"]
+    queries = tables.read_table(out / "queries.parquet", tables.QUERIES)
+    d = tables.read_table(out / "dictionary.parquet", tables.DICTIONARY)
+    dictionary = {p: set(g["word"]) for p, g in d.groupby("primitive")}
+    rows = neg.merge(queries[["qid", "query", "vid"]], on="qid")
+    assert rows["valid"].mean() > 0.97
+    rows = rows[rows["valid"]]
+    parses = parse_texts(load_nlp(), rows["query"].tolist() + rows["negative"].tolist())
+    scores = [score_row(mask_tokens(m), n, parses[n], parses[q], dictionary, set())
+              for m, n, q in zip(rows["masked_query"], rows["negative"], rows["query"])]
+    assert all(s.structure_kept and s.changed for s in scores)
+    per_level: dict[int, list[int]] = {}
+    for level, s in zip(rows["level"], scores):
+        acc = per_level.setdefault(int(level), [0, 0, 0, 0])
+        acc[0] += s.n_tag_agree
+        acc[1] += s.n_changed
+        acc[2] += s.n_in_dictionary
+        acc[3] += s.n_masks
+    for level, (tag, changed, in_d, masks) in per_level.items():
+        assert tag / changed >= 0.9, f"level {level}: tag agreement {tag / changed:.3f}"
+        assert in_d / masks >= 0.99, f"level {level}: in dictionary {in_d / masks:.3f}"
+    # never a positive query of the same video
+    positives = queries.groupby("vid")["query"].agg(lambda qs: {norm_text(q) for q in qs}).to_dict()
+    assert not any(norm_text(n) in positives[v] for n, v in zip(rows["negative"], rows["vid"]))
+
+
+class _Vectors:
+    """A stand-in word encoder: fixed random unit vectors (the real MiniLM is used by the run tests above)."""
+
+    def encode(self, words):
+        g = torch.Generator().manual_seed(0)
+        v = torch.randn(len(words), 8, generator=g)
+        return torch.nn.functional.normalize(v, dim=-1)
+
+
+def _level(tokens, positions, originals, prims, level=1):
+    masked = list(tokens)
+    for p in positions:
+        masked[p] = "<mask>"
+    return MaskedLevel(level, 0.25, " ".join(masked), tuple(masked), tuple(positions), tuple(originals), tuple(prims))
+
+
+def test_a_draw_equal_to_a_positive_of_the_video_is_never_returned():
+    # "opens" (VBZ) has one candidate, "closes": filling it would give the video's other query
+    toks = [["person", "opens", "the", "door", "."], ["person", "closes", "the", "door", "."]]
+    pos = pd.DataFrame({
+        "qid": ["v_0", "v_1"], "tokens": toks, "pos": [["NOUN", "VERB", "DET", "NOUN", "PUNCT"]] * 2,
+        "tag": [["NN", "VBZ", "DT", "NN", "."]] * 2, "dep": [["nsubj", "ROOT", "det", "dobj", "punct"]] * 2,
+        "lemma": [["person", "open", "the", "door", "."], ["person", "close", "the", "door", "."]],
+    })
+    tagged = pd.DataFrame({"word": ["opens", "closes", "door", "person"], "primitive": ["verb", "verb", "noun", "noun"],
+                           "tag": ["VBZ", "VBZ", "NN", "NN"], "count": [2, 2, 4, 4]})
+    positives = {"v": {norm_text("person opens the door."), norm_text("person closes the door.")}}
+    backend = LexicalBackend(tagged, pos, positives, {"v_0": "v", "v_1": "v"}, _Vectors(), min_count=1,
+                             pair_min_count=1)
+    req = FillRequest("v_0", "person opens the door.", tuple(toks[0]),
+                      (_level(toks[0], [1], ["opens"], ["verb"]),))
+    fill = asyncio.run(backend.complete(req)).fills[0]
+    assert not fill.valid and "positive query" in fill.invalid_reasons[0]
+    # another video: the same fill is a fine negative
+    other = LexicalBackend(tagged, pos, {"w": set()}, {"v_0": "w"}, _Vectors(), min_count=1, pair_min_count=1)
+    fill = asyncio.run(other.complete(req)).fills[0]
+    assert fill.valid and fill.negative == "person closes the door."
+
+
+def test_heads_and_pairs():
+    ps, ds = ["NOUN", "VERB", "DET", "ADJ", "NOUN", "ADP", "DET", "NOUN"], ["nsubj", "ROOT", "det", "amod", "dobj", "prep", "det", "pobj"]
+    assert heuristic_heads(ps, ds) == [-1, -1, -1, 4, 1, -1, -1, 5]
+    lem = ["person", "take", "a", "red", "cup", "from", "the", "table"]
+    assert attested_pairs([lem], [ps], [ds]) == {("an", "red", "cup"): 1, ("vo", "take", "cup"): 1, ("po", "from", "table"): 1}
+
+
+def test_unknown_option_is_refused(tmp_path):
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="min_count and pair_min_count"):
+        LexicalBackend.from_run(pd.DataFrame(columns=["word", "primitive", "count"]), tmp_path, options={"bands": 3})
+
