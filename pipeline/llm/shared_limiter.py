@@ -2,9 +2,10 @@
 
 Selected with ``backend.options.limits.shared=prefect``. One (provider, model) uses two limits on the server:
 
-- ``<name>-rpm``: ``limit = max(1, rpm * burst_seconds / 60)`` slots decaying at ``rpm / 60`` per second; each
-  request occupies one slot (``prefect.concurrency.asyncio.rate_limit``), so all workers together start at most
-  ``limit + rpm * t / 60`` requests in any ``t`` seconds;
+- ``<name>-rpm``: ``limit = max(1, rpm * burst_seconds / 60)`` slots decaying at ``(rpm - limit) / 60`` per
+  second; each request occupies one slot (``prefect.concurrency.asyncio.rate_limit``), so all workers together start
+  at most ``limit + (rpm - limit) * t / 60`` requests in any ``t`` seconds: never more than rpm in any 60 s (the
+  burst is paid for by a slightly slower decay; at rpm <= limit the decay is rpm / 60);
 - ``<name>-tpm`` (when ``tokens_per_minute`` > 0): the same with tokens. A request occupies its estimated prompt
   tokens before it is sent; slots of a rate limit cannot be handed back, so instead of reserving ``max_tokens``
   and refunding (what ``AsyncLimiter`` does) the tokens the reply used beyond the estimate are charged to this
@@ -55,15 +56,17 @@ def shared_limit_specs(cfg: LimitConfig, provider: str, model: str) -> list[Shar
 
     >>> [s.command() for s in shared_limit_specs(LimitConfig(requests_per_minute=120, tokens_per_minute=6000),
     ...                                          "openai", "gpt-3.5-turbo-0125")]  # doctest: +NORMALIZE_WHITESPACE
-    ['prefect gcl create shine-llm-openai-gpt-3-5-turbo-0125-rpm --limit 1 --slot-decay-per-second 2',
-     'prefect gcl create shine-llm-openai-gpt-3-5-turbo-0125-tpm --limit 50 --slot-decay-per-second 100']
+    ['prefect gcl create shine-llm-openai-gpt-3-5-turbo-0125-rpm --limit 1 --slot-decay-per-second 1.98333',
+     'prefect gcl create shine-llm-openai-gpt-3-5-turbo-0125-tpm --limit 50 --slot-decay-per-second 99.1667']
     """
     base = _BAD.sub("-", cfg.shared_name or f"shine-llm-{provider}-{model}").strip("-")
     specs = []
     for suffix, per_minute in (("rpm", cfg.requests_per_minute), ("tpm", cfg.tokens_per_minute)):
         if per_minute > 0:
             limit = max(1, math.floor(per_minute * cfg.burst_seconds / 60.0))
-            specs.append(SharedLimitSpec(f"{base}-{suffix}", limit, per_minute / 60.0))
+            # the full bucket plus 60 s of decay stays within per_minute (a decay of 0 would never free a slot)
+            decay = (per_minute - limit) / 60.0 if per_minute > limit else per_minute / 60.0
+            specs.append(SharedLimitSpec(f"{base}-{suffix}", limit, decay))
     return specs
 
 

@@ -140,7 +140,7 @@ def test_two_workers_share_one_prefect_rate_limit(prefect_server, shared_data: P
     overlap = min(e for _, e in spans) - max(s for s, _ in spans)
     assert overlap > 0.5 * min(e - s for s, e in spans), spans
     # never more than the limit's burst + decay * elapsed in any window (small slack for clock/network jitter)
-    rate = RPM / 60.0
+    rate = rpm_spec.slot_decay_per_second
     for i in range(len(calls)):
         for j in range(i + 1, len(calls)):
             n = j - i + 1

@@ -24,7 +24,9 @@ def test_limits_shared_prefect_selects_the_prefect_limiter() -> None:
     assert isinstance(lim, PrefectLimiter)
     # "/" is not allowed in a Prefect limit name; no tpm limit when tokens_per_minute is 0
     assert [s.name for s in lim.specs] == ["shine-llm-llama3-meta-llama-Meta-Llama-3-8B-Instruct-rpm"]
-    assert lim.tpm_name is None and lim.specs[0].limit == 5 and lim.specs[0].slot_decay_per_second == 10.0
+    # 5 slots at once plus 595 decayed over 60 s: never more than 600 requests in any minute
+    assert lim.tpm_name is None and lim.specs[0].limit == 5
+    assert lim.specs[0].limit + 60 * lim.specs[0].slot_decay_per_second == pytest.approx(600)
 
 
 def test_shared_name_overrides_the_default_names() -> None:
