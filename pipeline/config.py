@@ -41,8 +41,9 @@ class LoadConfig:
     max_query_chars: int = 5000
 
     def __post_init__(self) -> None:
-        if self.max_query_chars < 1:
-            raise ValueError(f"Expected load.max_query_chars >= 1, got {self.max_query_chars}")
+        if not 1 <= self.max_query_chars <= 1_000_000:
+            raise ValueError(f"Expected load.max_query_chars in [1, 1000000] (spaCy's own limit is 1,000,000 "
+                             f"characters), got {self.max_query_chars}")
 
 
 @dataclass(frozen=True)
