@@ -8,7 +8,8 @@ It is also the error boundary. Every failure ends in ONE line on stderr and a do
 
 ====  ==================================================================================================
  0    success
- 1    an unexpected error (a bug): one line naming the log file that holds the full traceback
+ 1    an unexpected error (a bug), or the operating system refused (disk full, permission denied): one line
+      naming the log file that holds the full traceback
  2    bad input, bad config or bad arguments: ``TypeName: message`` names the file/line/qid and the fix
  3+   run-integrity outcomes of the pipeline (unanswered rows, ...): the error's own ``exit_status``
 130   interrupted (Ctrl-C): finished chunks are kept
@@ -176,6 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_BUG
         where = None if debug else _write_traceback(exc, args)
         hint = f"full traceback in {where}" if where else "rerun with `shine --debug` for the traceback"
+        if isinstance(exc, OSError):
+            # disk full, permission denied, a file where a folder should be: the environment, not a bug
+            print(f"{type(exc).__name__}: {_one_line(str(exc))[:500]} (the operating system refused; check that path, "
+                  f"its permissions and the free space; {hint})", file=sys.stderr)
+            return EXIT_BUG
         print(f"InternalError: {type(exc).__name__}: {_one_line(str(exc))[:500]} (unexpected, probably a bug; {hint})",
               file=sys.stderr)
         return EXIT_BUG

@@ -142,3 +142,13 @@ def test_prefect_start_up_timeout_says_what_to_do(monkeypatch, capsys) -> None:
     lines = _stderr_lines(capsys)
     assert len(lines) == 1 and lines[0].startswith("PrefectStartupError: Prefect's temporary server did not answer "
                                                    "within 20 s") and "PREFECT_API_URL" in lines[0]
+
+
+def test_an_os_error_is_one_line_that_points_at_the_environment(monkeypatch, capsys, tmp_path: Path) -> None:
+    exc = FileExistsError(17, "File exists", "afile")
+    monkeypatch.setattr(cli, "build_parser", _parser_raising(exc, out=tmp_path))
+    assert cli.main(["boom"]) == cli.EXIT_BUG
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith("FileExistsError: [Errno 17] File exists: 'afile' (the operating "
+                                                   "system refused; check that path")
+    assert "full traceback in" in lines[0] and "bug" not in lines[0]
