@@ -120,7 +120,7 @@ def build_negatives(
             "dataset": dataset,
             "split": split,
             "config": to_dict(cfg),
-            "inputs": [{"path": str(p), "split": split} for p in paths],
+            "inputs": [{"path": str(p.resolve()), "split": split} for p in paths],
         }
         write_manifest(out_dir, {**base, "status": "running"})
         reports: list[StageReport] = []
@@ -159,7 +159,7 @@ def _summary(base: dict[str, Any], reports: list[StageReport], out_dir: Path, fr
     """The run summary written to manifest.json and returned by the flow."""
     return {
         **base,
-        "inputs": reports[0].details.get("inputs", []),
+        "inputs": _absolute_inputs(reports[0].details.get("inputs", []), base["inputs"]),
         "clipped_windows": reports[0].details.get("clipped_windows", 0),
         "skipped_queries": reports[0].details.get("skipped_queries", []),
         "stages": {r.stage: r.as_dict() for r in reports},
@@ -171,6 +171,14 @@ def _summary(base: dict[str, Any], reports: list[StageReport], out_dir: Path, fr
         "seconds": round(time.perf_counter() - t0, 3),
         "tables": {r.stage: str((out_dir / r.output).resolve()) for r in reports},
     }
+
+
+def _absolute_inputs(facts: list[dict[str, Any]], given: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The load stage's input facts (path, split, sha256) with this invocation's absolute paths: the stage keeps the
+    paths as given (they are part of its fingerprint), which may be relative to wherever it first ran."""
+    if len(facts) != len(given):
+        return facts
+    return [{**fact, "path": g["path"]} for fact, g in zip(facts, given)]
 
 
 def _min_valid_failure(fractions: dict[int, float], min_valid: float, out_dir: Path) -> str:

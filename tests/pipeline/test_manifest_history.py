@@ -34,3 +34,21 @@ def test_a_manifest_from_before_the_history_becomes_its_first_entry(tmp_path: Pa
     write_manifest(tmp_path, {"run_id": "new", "status": "finished", "stages": _stages("skipped", 0.0)})
     runs = json.loads((tmp_path / "manifest.json").read_text())["runs"]
     assert [r["run_id"] for r in runs] == ["old", "new"] and runs[0]["stages"]["load"]["seconds"] == 3.0
+
+
+def test_cli_rerun_keeps_history_with_absolute_paths(shared_data: Path, tmp_path: Path) -> None:
+    from tests.faults.harness import run_cli
+
+    with open(shared_data / "charades_cg/charades_cg_train.jsonl") as fh:
+        (tmp_path / "in.jsonl").write_text("".join(next(fh) for _ in range(12)))
+    args = ["build-negatives", "--dataset", "custom", "--input", "in.jsonl", "--out", "run", "--backend", "random"]
+    for _ in range(2):  # the second run skips every stage
+        res = run_cli(args, tmp_path)
+        assert res.rc == 0, res.stderr[-2000:]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["inputs"][0]["path"] == str((tmp_path / "in.jsonl").resolve())
+    assert manifest["tables"]["negatives"] == str((tmp_path / "run" / "negatives.parquet").resolve())
+    first, second = manifest["runs"]
+    assert {s["status"] for s in first["stages"].values()} == {"ran"}
+    assert {s["status"] for s in second["stages"].values()} == {"skipped"}
+    assert first["prefect_flow_run_id"] and first["prefect_flow_run_id"] != second["prefect_flow_run_id"]
