@@ -54,13 +54,15 @@ def write_files(folder: Path, n: int, k: int, saliency: bool, seed: int = 0) -> 
     return pred_path, gt_path
 
 
-def _median_s(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
+def _median_s(fn, repeats: int) -> tuple[float, float, object]:
+    """Median wall and CPU seconds of ``fn()`` (CPU time: what a busy shared machine cannot inflate by queueing)."""
+    wall, cpu, out = [], [], None
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu), out
 
 
 def main() -> None:
@@ -72,19 +74,20 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         pred_path, gt_path = write_files(Path(tmp), args.n, args.k, args.saliency)
-        load_s, (sub, ref) = _median_s(lambda: (load_jsonl(pred_path), load_jsonl(gt_path)), args.repeats)
-        pack_s, packed = _median_s(lambda: pack_submission(sub[0], ref[0], lines=(sub[1], ref[1])), args.repeats)
-        compute_s, result = _median_s(lambda: evaluate_packed(packed), args.repeats)
+        load_s, _, (sub, ref) = _median_s(lambda: (load_jsonl(pred_path), load_jsonl(gt_path)), args.repeats)
+        pack_s, _, packed = _median_s(lambda: pack_submission(sub[0], ref[0], lines=(sub[1], ref[1])), args.repeats)
+        compute_s, compute_cpu_s, result = _median_s(lambda: evaluate_packed(packed), args.repeats)
     goal_s = 0.050
     print(json.dumps({
         "bench": "standalone_eval",
         "n_queries": args.n, "windows_per_query": args.k, "saliency": args.saliency, "repeats": args.repeats,
         "load_s_median": round(load_s, 4),
         "pack_s_median": round(pack_s, 4),
-        "compute_s_median": round(compute_s, 4),
+        "compute_s_median": round(compute_s, 4), "compute_cpu_s_median": round(compute_cpu_s, 4),
         "compute_goal_s": goal_s, "compute_meets_goal": compute_s <= goal_s,
         "brief": result["brief"],
         "cpu_count": os.cpu_count(), "affinity_cpus": len(os.sched_getaffinity(0)),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "versions": {"numpy": np.__version__, "python": platform.python_version()},
     }))
 

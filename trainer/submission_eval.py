@@ -209,20 +209,16 @@ def _bucket_masks(p: PackedSubmission) -> np.ndarray:
     return np.stack(masks)
 
 
-def _average_precision(iou: np.ndarray, ranked_valid: np.ndarray, gt_mask: np.ndarray,
-                       thr: np.ndarray) -> np.ndarray:
-    """Detection AP per row and threshold (R, T).
-
-    iou (R, K, M): predictions in score order against the row's ground-truth windows, gt_mask (R, M) which of them
-    count. The greedy matching is sequential in rank, so it loops over ranks (<= 10) and windows (a few), each step
-    a handful of contiguous (R, T) array operations (rank-major layout throughout).
-    """
+def _greedy_tp(iou: np.ndarray, ranked_valid: np.ndarray, gt_mask: np.ndarray, thr: np.ndarray) -> np.ndarray:
+    """True positives (K, R, T) of the official greedy matching: each prediction, in score order, takes the
+    unmatched window of highest IoU >= t. Sequential in rank, so it loops over ranks (<= 10) and windows (a few),
+    each step a handful of contiguous (R, T) array operations."""
     r_, k, m = iou.shape
     t = thr.shape[0]
     iou_km = np.ascontiguousarray(iou.transpose(1, 2, 0))  # (K, M, R)
     elig0 = (iou_km[..., None] >= thr) & gt_mask.T[None, :, :, None]  # (K, M, R, T)
     locked = np.zeros((m, r_, t), dtype=bool)
-    tp = np.zeros((k, r_, t), dtype=np.float64)
+    tp = np.zeros((k, r_, t), dtype=bool)
     best = np.empty((r_, t))
     pick = np.empty((r_, t), dtype=np.int64)
     better = np.empty((r_, t), dtype=bool)
@@ -242,8 +238,31 @@ def _average_precision(iou: np.ndarray, ranked_valid: np.ndarray, gt_mask: np.nd
         tp[r] = hit
         for j in range(m):
             locked[j] |= hit & (pick == j)
-    n_gt = gt_mask.sum(axis=-1).astype(np.float64)[:, None]  # (R, 1)
-    tp_cum = np.cumsum(tp, axis=0)
+    return tp
+
+
+def _average_precision(iou: np.ndarray, ranked_valid: np.ndarray, gt_mask: np.ndarray,
+                       thr: np.ndarray) -> np.ndarray:
+    """Detection AP per row and threshold (R, T).
+
+    iou (R, K, M): predictions in score order against the row's ground-truth windows, gt_mask (R, M) which of them
+    count. A row with a single window (every Charades query) needs no matching loop: its true positive is the first
+    prediction with IoU >= t; the other rows go through :func:`_greedy_tp`.
+    """
+    r_, k, _ = iou.shape
+    t = thr.shape[0]
+    n_gt_int = gt_mask.sum(axis=-1)
+    single = n_gt_int == 1
+    tp = np.zeros((k, r_, t), dtype=bool)
+    if single.any():
+        only = np.argmax(gt_mask[single], axis=-1)  # the one window of each single-window row
+        e = iou[single][np.arange(int(single.sum())), :, only].T  # (K, R1)
+        elig = (e[..., None] >= thr) & ranked_valid[single].T[..., None]  # (K, R1, T)
+        tp[:, single] = elig & (np.cumsum(elig, axis=0) == 1)
+    if (~single).any():
+        tp[:, ~single] = _greedy_tp(iou[~single], ranked_valid[~single], gt_mask[~single], thr)
+    n_gt = n_gt_int.astype(np.float64)[:, None]  # (R, 1)
+    tp_cum = np.cumsum(tp, axis=0, dtype=np.float64)
     ranks = np.arange(1, k + 1, dtype=np.float64)[:, None, None]
     precision = np.where(ranked_valid.T[:, :, None], tp_cum / ranks, 0.0)
     zeros = np.zeros((1, r_, t))
