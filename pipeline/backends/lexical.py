@@ -42,6 +42,11 @@ LEXICAL_MODELS: tuple[str, ...] = ("minilm",)
 BANDS: dict[int, tuple[float, float]] = {1: (0.0, 0.08), 2: (0.3, 0.55), 3: (0.75, 1.0)}
 #: a level-1 candidate this close to the original is likely a synonym (a false negative): skipped
 SYNONYM_COSINE = 0.8
+#: a word joins a tag group only when at least this share of its uses carry the tag (unambiguous words keep
+#: their tag when the sentence is re-parsed: "dress" is a noun as often as a verb)
+TAG_SHARE = 0.8
+#: a masked subject is replaced by a word the corpus uses as a subject this often (people, not "cup")
+SUBJECT_MIN_COUNT = 5
 _OBJ_DEPS = frozenset({"dobj", "obj"})
 _SUBJ_DEPS = frozenset({"nsubj", "nsubjpass"})
 _PRIM_ORDER = {"verb": 0, "noun": 1, "adj": 2, "prep": 3, "adv": 4}
@@ -119,15 +124,16 @@ class LexicalBackend:
         for qid, lems, ps in zip(pos["qid"], pos["lemma"], pos["pos"]):
             self.video_lemmas[vids.get(qid, "")].update(
                 lm.lower() for lm, p in zip(lems, ps) if p in {"VERB", "NOUN", "PROPN", "ADJ"})
-        self.subjects = {lm.lower() for lems, ds in zip(pos["lemma"], pos["dep"])
-                         for lm, d in zip(lems, ds) if d in _SUBJ_DEPS}
+        subjects = Counter(lm.lower() for lems, ds in zip(pos["lemma"], pos["dep"]) for lm, d in zip(lems, ds)
+                           if d in _SUBJ_DEPS)
+        self.subjects = {lm for lm, n in subjects.items() if n >= SUBJECT_MIN_COUNT}
         self.objects: dict[tuple[str, str], set[str]] = defaultdict(set)
         for kind, a, b in self.pairs:
             if kind != "an":
                 self.objects[(kind, a)].add(b)
         # candidate groups: a word joins (primitive, tag) when that tag is its usual one and seen often enough
         share = tagged["count"] / tagged.groupby(["word", "primitive"])["count"].transform("sum")
-        good = tagged[(share >= 0.5) & (tagged["count"] >= min_count)]
+        good = tagged[(share >= TAG_SHARE) & (tagged["count"] >= min_count)]
         if good.empty:
             good = tagged
         self.groups: dict[tuple[str, str], list[str]] = {
