@@ -115,7 +115,7 @@ def load_step(state: RunState, inputs: list[InputSpec], cfg: LoadConfig | None =
     skipped: list[dict[str, str]] = []
     seen: dict[str, str] = {}
     for spec in inputs:
-        result = load_annotations(spec.path, spec.split, spec.tag, cfg.invalid_windows)
+        result = load_annotations(spec.path, spec.split, spec.tag, cfg.invalid_windows, cfg.max_query_chars)
         skipped.extend(result.skipped)
         for row in result.rows:
             if row["qid"] in seen:

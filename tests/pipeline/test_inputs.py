@@ -187,3 +187,19 @@ def test_deeply_nested_json_and_utf16_are_named(tmp_path: Path) -> None:
     utf16.write_bytes((json.dumps(ROW) + "\n").encode("utf-16"))
     with pytest.raises(DataError, match=r"u\.jsonl:1: not UTF-8 text \(it looks like UTF-16\)"):
         load_annotations(utf16, "train")
+
+
+def test_load_max_query_chars_is_passed_to_the_loader(tmp_path: Path) -> None:
+    """The load stage honours ``load.max_query_chars``: the default refuses an 8,800-character query, a raised
+    limit loads it."""
+    from pipeline import steps
+    from pipeline.config import LoadConfig
+    from pipeline.stages import RunState
+
+    src = tmp_path / "long.jsonl"
+    row = {"qid": "q1", "query": "person opens the door " * 400, "vid": "v", "duration": 10, "relevant_windows": [[1, 2]]}
+    src.write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataError, match=r"qid q1\).*load\.max_query_chars"):
+        steps.load_step(RunState(tmp_path / "a"), [steps.InputSpec(src)], LoadConfig())
+    (tmp_path / "b").mkdir()
+    assert steps.load_step(RunState(tmp_path / "b"), [steps.InputSpec(src)], LoadConfig(max_query_chars=9000)).rows == 1
