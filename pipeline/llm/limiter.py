@@ -71,7 +71,7 @@ class WindowLog:
     """At most ``limit`` grants in any ``window`` seconds: a grant waits until the ``limit``-th last is a window old.
 
     >>> log = WindowLog(2, 60.0)
-    >>> log.add(0.0); log.add(1.0); log.wait_for(30.0), log.wait_for(61.0)
+    >>> log.add(0.0); log.add(1.0); log.wait_for(30.0), log.wait_for(60.5)
     (30.0, 0.0)
     """
 
@@ -81,10 +81,14 @@ class WindowLog:
         self.times: deque[float] = deque()
 
     def wait_for(self, now: float) -> float:
-        """Seconds until one more grant fits (0 = now)."""
+        """Seconds until one more grant fits (0 = now).
+
+        Strictly after the window: then even a closed window (both ends included) holds at most ``limit`` grants.
+        """
         if len(self.times) < self.limit:
             return 0.0
-        return max(0.0, self.times[-self.limit] + self.window - now)
+        ready = self.times[-self.limit] + self.window
+        return 0.0 if now > ready else max(ready - now, 1e-6)
 
     def add(self, now: float) -> None:
         """Record a grant at ``now``."""
