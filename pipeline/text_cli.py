@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _encode_text(args: argparse.Namespace) -> int:
+    from pipeline.errors import ConfigError
     from pipeline.text_features import TextFeaturesConfig
     from pipeline.text_flow import encode_text
 
@@ -46,7 +47,7 @@ def _encode_text(args: argparse.Namespace) -> int:
     if args.encoder == "word-vectors":
         params |= {"encoder_seed": 0 if args.encoder_seed is None else args.encoder_seed, "dim": args.dim}
     elif args.encoder_seed is not None or args.dim is not None:
-        raise SystemExit("shine encode-text: --encoder-seed and --dim apply to --encoder word-vectors only")
+        raise ConfigError("shine encode-text: --encoder-seed and --dim apply to --encoder word-vectors only; drop them or add --encoder word-vectors")
     TextFeaturesConfig(**params)  # a bad setting fails here, before Prefect starts, with one readable line
     summary = encode_text(run=args.run, **params)
     if args.json:

@@ -82,8 +82,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from trainer.config import config_from_dict, load_config
     from trainer.runner import train
 
+    from shine.paths import check_out_dir
+
     overrides = _overrides(args)
     if args.out:
+        check_out_dir(args.out)  # a file or a read-only place: one line before any work
         overrides.append(f"out_dir={args.out}")
     if args.resume and not (args.preset or args.config):
         # continue with the run's own config; options given now (e.g. more epochs) apply on top
@@ -170,8 +173,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_synthetic(args: argparse.Namespace) -> int:
+    from shine.paths import check_out_dir
     from trainer.synthetic import make_synthetic
 
+    check_out_dir(args.out)
     meta = make_synthetic(args.out, seed=args.seed, size=args.size, text_format=args.text_format,
                           mode=args.mode, verb_weight=args.verb_weight, overwrite=args.overwrite)
     counts = ", ".join(f"{k} {v}" for k, v in meta["queries"].items())

@@ -178,6 +178,14 @@ CASES: list[Case] = [
          ("config file", "is a directory")),
     Case("max-query-chars-zero", _bn("--input", "{good}", "--out", "{run}", "--set", "load.max_query_chars=0"),
          ("load.max_query_chars in [1, 1000000]",)),
+    Case("train-out-is-a-file", ["train", "--preset", "synthetic", "--out", "{d}/afile"],
+         ("OutputPathError", "--out", "afile is a file, not a directory"),
+         lambda d: (d / "afile").write_text("keep me"), watch="inputs"),
+    Case("make-synthetic-out-is-a-file", ["make-synthetic", "--out", "{d}/afile"],
+         ("OutputPathError", "--out", "afile is a file, not a directory"),
+         lambda d: (d / "afile").write_text("keep me"), watch="inputs"),
+    Case("encode-text-dim-without-word-vectors", ["encode-text", "--run", "{run}", "--encoder", "minilm", "--dim", "8"],
+         ("ConfigError", "--dim apply to --encoder word-vectors only")),
 ]
 
 
