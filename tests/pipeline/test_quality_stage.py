@@ -1,0 +1,52 @@
+"""The quality stage on a real run directory: quality.parquet, the summary in its report, skip and recompute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline import steps, tables
+from pipeline.config import BackendConfig, DictionaryConfig, MaskConfig, PosConfig
+from pipeline.quality.stage import quality_step
+from pipeline.stages import RunState
+
+N_QUERIES = 30
+
+
+@pytest.fixture(scope="module")
+def run(shared_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("qstage")
+    src = shared_data / "charades_cg" / "charades_cg_train.jsonl"
+    (out / "train.jsonl").write_text("\n".join(src.read_text().splitlines()[:N_QUERIES]) + "\n")
+    state = RunState(out)
+    steps.load_step(state, [steps.InputSpec(out / "train.jsonl", "train")])
+    steps.pos_step(state, PosConfig())
+    steps.dictionary_step(state, DictionaryConfig())
+    steps.masked_step(state, MaskConfig())
+    steps.negatives_step(state, BackendConfig(name="random"), MaskConfig())
+    return out
+
+
+def test_quality_stage_writes_table_and_summary_then_skips(run):
+    first = quality_step(RunState(run))
+    assert first.status == "ran" and first.rows == 3 * N_QUERIES
+    table = tables.read_table(run / "quality.parquet", tables.QUALITY)
+    assert len(table) == 3 * N_QUERIES and set(table["level"]) == {1, 2, 3}
+    summary = first.details["quality"]
+    assert summary["rows"] == 3 * N_QUERIES
+    # the random backend keeps every unmasked word and draws from D
+    assert summary["levels"]["1"]["structure_kept"] == 1.0
+    assert summary["levels"]["1"]["in_dictionary"] >= 0.99
+    assert table["structure_kept"].mean() == 1.0
+    again = quality_step(RunState(run))
+    assert again.status == "skipped" and again.details["quality"]["levels"] == summary["levels"]
+
+
+def test_new_negatives_recompute_quality(run):
+    before = tables.read_table(run / "quality.parquet", tables.QUALITY)
+    steps.negatives_step(RunState(run), BackendConfig(name="random", seed=7), MaskConfig())
+    report = quality_step(RunState(run))
+    assert report.status == "ran"
+    after = tables.read_table(run / "quality.parquet", tables.QUALITY)
+    assert after["negative"].tolist() != before["negative"].tolist()
