@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import platform
 import re
 import time
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 
 from pipeline.tables import atomic_write_json
 from shine.progress import current_flow_run_id
+from shine.versions import package_versions as _versions
 
 __all__ = ["package_versions", "write_manifest", "redact"]
 
@@ -26,14 +25,8 @@ _USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@?#]+@", re.I)
 
 
 def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that decide the pipeline's output."""
-    out = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
+    """Installed versions of Python and the packages that decide the pipeline's output (absent ones left out)."""
+    return _versions(_PACKAGES)
 
 
 def redact(obj: Any) -> Any:

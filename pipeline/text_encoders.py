@@ -19,8 +19,7 @@ Both run batched under ``torch.no_grad()`` in fp32, on CUDA when present (``devi
 ``word-vectors`` (offline, no model files, no torch)
     The text side of the project's synthetic compositional data set (``shine make-synthetic``), reproduced
     exactly so that negatives built by this pipeline live in the same feature space as the synthetic set's
-    positives. Contract (mirrored in ``trainer/synthetic.py``'s docstring; implemented here independently
-    because ``pipeline`` never imports ``trainer``):
+    positives. The vectors come from :mod:`shine.word_vectors`, the one copy ``trainer/synthetic.py`` uses too:
 
     - tokens: ``sentence.lower().replace(".", " .").split()`` (``.`` is a token; no special tokens);
     - token ``w`` -> ``np.random.default_rng([salt, zlib.crc32(w.encode("utf-8"))]).standard_normal(dim)``,
@@ -43,6 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipeline.errors import ConfigError
+from shine.word_vectors import WordVectors, text_salt
 
 __all__ = ["TextEncoder", "HFTokenEncoder", "WordVectorEncoder", "ENCODERS", "HF_ENCODERS", "CLIP_HUB_ID", "load_encoder", "encoder_identity", "resolve_model_path", "resolve_device", "model_files_sha256"]
 
@@ -145,15 +145,6 @@ class HFTokenEncoder:
         return out  # type: ignore[return-value]
 
 
-def word_vector_tokens(sentence: str) -> list[str]:
-    """The ``word-vectors`` tokenisation: lower case, ``.`` split off as its own token, split on whitespace.
-
-    >>> word_vector_tokens("A person holds the cup.")
-    ['a', 'person', 'holds', 'the', 'cup', '.']
-    """
-    return sentence.lower().replace(".", " .").split()
-
-
 class WordVectorEncoder:
     """One seeded random unit vector per token: the synthetic data set's text features (see the module docstring).
 
@@ -168,26 +159,20 @@ class WordVectorEncoder:
         if not isinstance(dim, int) or dim < 1:
             raise ConfigError(f"Expected word-vectors dim to be an integer >= 1, got {dim!r}")
         self.seed, self.dim = int(seed), int(dim)
-        self.salt = 2 * self.seed + 1
-        self._cache: dict[str, np.ndarray] = {}
+        self.salt = text_salt(self.seed)
+        self._words = WordVectors(self.dim, self.salt)
 
     def vector(self, token: str) -> np.ndarray:
-        v = self._cache.get(token)
-        if v is None:
-            import zlib
-
-            rng = np.random.default_rng([self.salt, zlib.crc32(token.encode("utf-8"))])
-            raw = rng.standard_normal(self.dim)
-            v = self._cache[token] = (raw / np.linalg.norm(raw)).astype(np.float32)
-        return v
+        """The unit vector of one token."""
+        return self._words.vector(token)
 
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
         out = []
         for text in texts:
-            tokens = word_vector_tokens(str(text))
-            if not tokens:
-                raise ConfigError(f"word-vectors: text {text!r} has no tokens")
-            out.append(np.stack([self.vector(t) for t in tokens]))
+            try:
+                out.append(self._words.sentence(str(text)))
+            except ValueError as exc:  # a text without tokens: a setting/data problem the CLI reports in one line
+                raise ConfigError(str(exc)) from None
         return out
 
     def identity(self) -> dict[str, Any]:

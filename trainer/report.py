@@ -11,14 +11,14 @@ import csv
 import io
 import json
 import platform
-import sys
 from collections.abc import Iterable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shine.files import atomic_path, sha256_file
 from shine.progress import format_duration
+from shine.versions import installed_versions
+from shine.versions import package_versions as _versions
 
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
@@ -120,12 +120,8 @@ def write_metrics_tables(out_dir: str | Path, results: Mapping[str, Mapping[str,
 
 def package_versions() -> dict[str, str]:
     """Versions of Python and the packages a result depends on."""
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for name in ("shine", "torch", "numpy", "scipy", "pyarrow", "h5py"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
+    out = {**_versions(()), "platform": platform.platform()}
+    out |= installed_versions(("shine", "torch", "numpy", "scipy", "pyarrow", "h5py"), missing="not installed")
     try:
         import torch
 

@@ -32,10 +32,9 @@ Modes (``MODES``; the test splits are built the same way in both):
 
 ``verb_weight`` (default 1) scales the verb's video vector in either mode, for studies of subtle actions.
 
-Text-feature contract (relied on by ``pipeline/text_encoders.py``'s ``word-vectors`` encoder, which re-implements
-it because ``pipeline`` never imports ``trainer``; keep the two in step): tokens are ``tokenize(sentence)``, and
-token ``w`` is ``np.random.default_rng([2 * seed + 1, zlib.crc32(w.encode("utf-8"))]).standard_normal(text_dim)``
-divided by its L2 norm, as float32. ``shine encode-text --encoder word-vectors --encoder-seed SEED --dim TEXT_DIM``
+Text-feature contract: the word vectors of :mod:`shine.word_vectors` (tokens ``tokenize(sentence)``; token ``w``
+is ``np.random.default_rng([2 * seed + 1, zlib.crc32(w.encode("utf-8"))]).standard_normal(text_dim)`` divided by its
+L2 norm, as float32), the one copy the pipeline's ``word-vectors`` encoder uses too. ``shine encode-text --encoder word-vectors --encoder-seed SEED --dim TEXT_DIM``
 over a build-negatives run of ``train.jsonl`` therefore writes ``pos`` rows identical to ``text_store``'s, and
 hard negatives in the same space (tests/pipeline/test_text_features.py checks it).
 
@@ -54,13 +53,13 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from shine.files import follow_umask
+from shine.word_vectors import WordVectors, text_salt, tokenize, video_salt
 from trainer.chance import chance_levels
 from trainer.data.annotations import Annotation, write_annotations
 from trainer.data.text_store import TextStoreWriter
@@ -116,21 +115,6 @@ MODES: dict[str, SyntheticMode] = {
 }
 
 
-def tokenize(sentence: str) -> list[str]:
-    """Lower-case words plus the final period, the tokens the synthetic text features are built on.
-
-    >>> tokenize("A person holds the cup.")
-    ['a', 'person', 'holds', 'the', 'cup', '.']
-    """
-    return sentence.lower().replace(".", " .").split()
-
-
-def _word_vector(word: str, dim: int, salt: int) -> np.ndarray:
-    rng = np.random.default_rng([salt, zlib.crc32(word.encode("utf-8"))])
-    v = rng.standard_normal(dim)
-    return (v / np.linalg.norm(v)).astype(np.float32)
-
-
 @dataclass(frozen=True)
 class _Event:
     verb: str
@@ -174,7 +158,8 @@ class _Builder:
     def __init__(self, out: Path, seed: int, size: SyntheticSize, text_format: str, mode: SyntheticMode) -> None:
         self.out, self.seed, self.size, self.text_format, self.mode = out, seed, size, text_format, mode
         self.rng = np.random.default_rng(seed)
-        self.vcache: dict[str, np.ndarray] = {}
+        self.video_words = WordVectors(size.video_dim, video_salt(seed))
+        self.text_words = WordVectors(size.text_dim, text_salt(seed))
         (out / "video_features").mkdir(parents=True)
         if text_format in ("official", "both"):
             (out / "text_features").mkdir()
@@ -182,12 +167,10 @@ class _Builder:
                                      dtype="float32") if text_format in ("store", "both") else None
 
     def vvec(self, word: str) -> np.ndarray:
-        if word not in self.vcache:
-            self.vcache[word] = _word_vector(word, self.size.video_dim, salt=2 * self.seed)
-        return self.vcache[word]
+        return self.video_words.vector(word)
 
     def text_features(self, sentence: str) -> np.ndarray:
-        return np.stack([_word_vector(t, self.size.text_dim, salt=2 * self.seed + 1) for t in tokenize(sentence)])
+        return self.text_words.sentence(sentence)
 
     def decorate(self, verb: str, noun: str) -> _Event:
         adj = ADJECTIVES[self.rng.integers(len(ADJECTIVES))] if self.rng.random() < 0.4 else ""

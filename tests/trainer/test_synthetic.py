@@ -110,7 +110,7 @@ def _pairs_by_video(path: Path) -> dict[str, list[tuple[str, str]]]:
 
 
 def test_noun_shortcut_mode_removes_same_noun_distractors_from_training_only(tmp_path: Path) -> None:
-    from trainer.synthetic import _word_vector
+    from shine.word_vectors import word_vector as _word_vector
 
     root = tmp_path / "ns"
     meta = make_synthetic(root, seed=5, size="small", mode="noun-shortcut", verb_weight=0.5)
