@@ -1,4 +1,4 @@
-"""The pure stage functions of the build-negatives flow (the Prefect tasks in ``pipeline.flow`` wrap them).
+"""The stage functions of the build-negatives flow (the Prefect tasks in ``pipeline.flow`` wrap them; they do the I/O).
 
 Each function reads its upstream table(s) from the run directory, skips itself when an earlier run already
 finished with the same fingerprint, and otherwise writes its table atomically (in resumable chunks for the

@@ -1,17 +1,10 @@
 """The text-features stage: every query and its three hard negatives -> one memory-mapped token-feature store.
 
 Reads ``<run>/queries.parquet`` and ``<run>/negatives.parquet`` (written by ``shine build-negatives``) and writes
-``<run>/text_features/<encoder>/`` in the trainer's text-store format (version 1; the contract is the docstring
-of ``trainer/data/text_store.py``, written here independently because ``pipeline`` never imports ``trainer``):
-
-``features.npy``   (total_tokens, dim) float16|float32, NumPy format 1.0, little-endian, C order
-``index.parquet``  qid string, variant string, offset int64, length int32 (all non-null); per query the
-                   rows pos, hn1, hn2, hn3 (hn1 = level 1, the closest negative), in queries.parquet order
-``store.json``     format, version, encoder, dim, dtype, num_entries, num_tokens, plus provenance (extra keys:
-                   fingerprint, model identity, invalid rule, counts, sha256 of the two files above); written last
-``validity.parquet`` sidecar (qid, variant, valid, fallback): whether each entry's text is a valid negative
-                   (always true for pos) and whether it came from the fallback negatives; readers of the three
-                   files above may ignore it
+``<run>/text_features/<encoder>/`` in the text-store format of :mod:`shine.text_store_format` (version 1; the
+trainer reads the same format): ``features.npy``, ``index.parquet`` (per query the rows pos, hn1, hn2, hn3, in
+queries.parquet order), the ``validity.parquet`` sidecar and ``store.json`` (written last; the pipeline adds
+provenance keys: fingerprint, model identity, invalid rule, counts, sha256 of the files).
 
 Invalid negatives (``valid = false`` in negatives.parquet), rule ``invalid``:
 
@@ -36,9 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -56,8 +46,22 @@ from pipeline.manifest import package_versions
 from pipeline.stages import RunState, StageReport, fingerprint, iter_chunks, raw_chunk_problem, stage_logger
 from pipeline.tables import atomic_path, sha256_file, write_arrow
 from pipeline.text_encoders import ENCODERS, TextEncoder, encoder_identity, load_encoder
-from shine.files import follow_umask
+from shine.files import atomic_dir
 from shine.progress import format_duration
+from shine.text_store_format import (
+    FEATURES_FILE,
+    INDEX_FILE,
+    INDEX_SCHEMA,
+    META_FILE,
+    STORE_FORMAT,
+    STORE_VERSION,
+    VALIDITY_FILE,
+    VALIDITY_SCHEMA,
+    VARIANTS,
+    store_dir,
+    store_meta,
+    write_features_header,
+)
 
 __all__ = [
     "TextFeaturesConfig",
@@ -72,25 +76,6 @@ __all__ = [
 ]
 
 STAGE_VERSION = 1
-STORE_FORMAT = "shine-text-store"
-STORE_VERSION = 1
-VARIANTS: tuple[str, ...] = ("pos", "hn1", "hn2", "hn3")
-INDEX_SCHEMA = pa.schema(
-    [
-        pa.field("qid", pa.string(), nullable=False),
-        pa.field("variant", pa.string(), nullable=False),
-        pa.field("offset", pa.int64(), nullable=False),
-        pa.field("length", pa.int32(), nullable=False),
-    ]
-)
-VALIDITY_SCHEMA = pa.schema(
-    [
-        pa.field("qid", pa.string(), nullable=False),
-        pa.field("variant", pa.string(), nullable=False),
-        pa.field("valid", pa.bool_(), nullable=False),
-        pa.field("fallback", pa.bool_(), nullable=False),
-    ]
-)
 #: one chunk's entries (offsets are assigned when chunks are concatenated)
 _CHUNK_SCHEMA = pa.schema([("qid", pa.string()), ("variant", pa.string()), ("length", pa.int32()),
                            ("valid", pa.bool_()), ("fallback", pa.bool_())])
@@ -132,11 +117,6 @@ class TextFeaturesConfig:
         for name in ("batch_size", "chunk_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"Expected {name} >= 1, got {getattr(self, name)}")
-
-
-def store_dir(run: Path, encoder: str) -> Path:
-    """Where the store of ``encoder`` lives inside run directory ``run``."""
-    return Path(run) / "text_features" / encoder
 
 
 @dataclass(frozen=True)
@@ -220,16 +200,12 @@ def _assemble(out: Path, cdir: Path, n_chunks: int, dim: int, dtype: np.dtype, m
         expected = int(np.asarray(part.column("length"), dtype=np.int64).sum()) * row_bytes
         if (cdir / f"{i:06d}.bin").stat().st_size != expected:
             raise DataError(f"chunk file {cdir / f'{i:06d}.bin'} is not {expected} bytes; delete {cdir} and rerun")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    follow_umask(tmp)  # mkdtemp makes 0700; the store must follow the umask like the rest of the run
-    try:
+    with atomic_dir(out) as tmp:  # fsynced and renamed over an old store only when complete
         feat_hash = hashlib.sha256()
-        with open(tmp / "features.npy", "wb") as fh:
-            header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (total, dim)}
-            np.lib.format.write_array_header_1_0(fh, header)
+        with open(tmp / FEATURES_FILE, "wb") as fh:
+            write_features_header(fh, dtype, total, dim)
             fh.flush()
-            with open(tmp / "features.npy", "rb") as hdr:
+            with open(tmp / FEATURES_FILE, "rb") as hdr:
                 feat_hash.update(hdr.read())
             for i in range(n_chunks):
                 with open(cdir / f"{i:06d}.bin", "rb") as src:
@@ -238,47 +214,32 @@ def _assemble(out: Path, cdir: Path, n_chunks: int, dim: int, dtype: np.dtype, m
                         feat_hash.update(block)
         idx = pa.table({"qid": index.column("qid"), "variant": index.column("variant"),
                         "offset": pa.array(offsets, pa.int64()), "length": index.column("length")}, schema=INDEX_SCHEMA)
-        pq.write_table(idx, tmp / "index.parquet")
+        pq.write_table(idx, tmp / INDEX_FILE)
         validity = pa.table({"qid": index.column("qid"), "variant": index.column("variant"),
                              "valid": index.column("valid"), "fallback": index.column("fallback")}, schema=VALIDITY_SCHEMA)
-        pq.write_table(validity, tmp / "validity.parquet")
+        pq.write_table(validity, tmp / VALIDITY_FILE)
         valid = index.column("valid").to_numpy(zero_copy_only=False)
         meta = {
-            "format": STORE_FORMAT,
-            "version": STORE_VERSION,
-            "encoder": meta_extra["encoder"]["encoder"],
-            "dim": dim,
-            "dtype": dtype.name,
-            "num_entries": index.num_rows,
-            "num_tokens": total,
+            **store_meta(meta_extra["encoder"]["encoder"], dim, dtype.name, index.num_rows, total),
             **{k: v for k, v in meta_extra.items() if k != "encoder"},
             "model": meta_extra["encoder"],
             "num_invalid": int((~valid).sum()),
             "num_fallback": int(index.column("fallback").to_numpy(zero_copy_only=False).sum()),
             "features_sha256": feat_hash.hexdigest(),
-            "features_bytes": (tmp / "features.npy").stat().st_size,
-            "index_sha256": sha256_file(tmp / "index.parquet"),
-            "validity_sha256": sha256_file(tmp / "validity.parquet"),
-            "sidecars": ["validity.parquet"],
+            "features_bytes": (tmp / FEATURES_FILE).stat().st_size,
+            "index_sha256": sha256_file(tmp / INDEX_FILE),
+            "validity_sha256": sha256_file(tmp / VALIDITY_FILE),
+            "sidecars": [VALIDITY_FILE],
         }
-        (tmp / "store.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
     return meta
 
 
 def _intact(out: Path) -> bool:
     """A finished store whose features file still has the size store.json recorded."""
     try:
-        meta = json.loads((out / "store.json").read_text(encoding="utf-8"))
-        return (out / "features.npy").stat().st_size == meta["features_bytes"] and (out / "index.parquet").is_file()
+        meta = json.loads((out / META_FILE).read_text(encoding="utf-8"))
+        return (out / FEATURES_FILE).stat().st_size == meta["features_bytes"] and (out / INDEX_FILE).is_file()
     except (OSError, KeyError, json.JSONDecodeError):
         return False
 
@@ -308,7 +269,7 @@ def text_features_step(
         cfg.encoder, cfg.model_path, seed=cfg.encoder_seed, dim=cfg.dim)
     fp = _fingerprint(run, cfg, identity)
     state = RunState(run)
-    done = state.finished(stage, fp, out / "store.json")
+    done = state.finished(stage, fp, out / META_FILE)
     if done is not None and _intact(out):
         return done
     t0, log = time.perf_counter(), stage_logger()
@@ -369,8 +330,8 @@ def text_features_step(
         rows=meta["num_entries"],
         seconds=round(time.perf_counter() - t0, 3),
         fingerprint=fp,
-        output=str(out.relative_to(run) / "store.json"),
-        output_sha256=sha256_file(out / "store.json"),
+        output=str(out.relative_to(run) / META_FILE),
+        output_sha256=sha256_file(out / META_FILE),
         chunks_total=len(chunks),
         chunks_reused=reused,
         chunks_computed=computed,

@@ -1,15 +1,16 @@
-"""File helpers both halves use: atomic writes (temp file beside the target, fsync, rename) and sha256."""
+"""File helpers both halves use: atomic writes (temp file or directory beside the target, fsync, rename), sha256."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "sha256_file", "current_umask", "follow_umask"]
+__all__ = ["atomic_path", "atomic_dir", "sha256_file", "current_umask", "follow_umask"]
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -65,4 +66,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temp directory beside ``path``; on success fsync its files and rename it over ``path`` (replacing a
+    previous directory there), else delete it. Readers see the old directory or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    follow_umask(tmp)  # mkdtemp makes 0700; the published directory must follow the umask like the rest of a run
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise

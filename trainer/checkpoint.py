@@ -13,7 +13,6 @@ uninterrupted run would have drawn next.
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from shine.files import atomic_path
 from trainer.errors import DataError
 
 __all__ = ["CHECKPOINT_FORMAT", "capture_rng_state", "restore_rng_state", "save_checkpoint", "load_checkpoint"]
@@ -58,10 +58,8 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (see module docstring) to ``path`` via temp file + rename: a crash never leaves half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # torch.save writes to the (existing, empty) temp path; fsync + rename after
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
     return path
 
 

@@ -1,28 +1,9 @@
 """Memory-mapped token-feature store: the text features of many queries in one file plus an index.
 
-One store holds the token features of one text encoder for every (qid, variant). The pipeline writes
-stores independently of this module, so the format below is the contract, byte for byte.
-
-Format (version 1): a directory with these three files (writers may add sidecar files, e.g. the pipeline's
-``validity.parquet``; readers ignore them)
-
-``features.npy``
-    A standard NumPy ``.npy`` file (writers use format 1.0, readers also accept 2.0; C order, little-endian) of shape
-    ``(total_tokens, dim)`` and dtype ``float16`` or ``float32``: the token features of every entry,
-    concatenated along axis 0 in index order. Readers open it with ``np.load(path, mmap_mode="r")``.
-``index.parquet``
-    One row per entry, columns (Arrow types, nullable=False):
-    ``qid`` string, ``variant`` string (``pos``, ``hn1``, ``hn2`` or ``hn3``; ``hn1`` is the closest
-    hard negative), ``offset`` int64 (first row in ``features.npy``), ``length`` int32 (number of token
-    rows, >= 1). (qid, variant) pairs are unique; rows ``offset : offset + length`` of every entry lie
-    inside ``features.npy``. Entries need not be contiguous or sorted, but writers emit them in order.
-``store.json``
-    ``{"format": "shine-text-store", "version": 1, "encoder": str, "dim": int, "dtype": "float16"|"float32",
-    "num_entries": int, "num_tokens": int}``; extra keys are allowed and ignored (the pipeline may add
-    provenance). It is written last, so a directory without it is an unfinished store.
-
-Token features are stored as the encoder produced them (no L2 normalisation, no truncation); the reader
-truncates to ``max_q_l`` and normalises when the dataset config says so.
+One store holds the token features of one text encoder for every (qid, variant). The format (file names, index
+schema, store.json keys, dtypes, path layout) is defined once in :mod:`shine.text_store_format`, which the pipeline's
+writer (``shine encode-text``) uses too; this module holds the trainer's reader and a small writer (the synthetic set,
+tests). The reader truncates to ``max_q_l`` and normalises when the dataset config says so.
 
 >>> import tempfile, numpy as np
 >>> d = tempfile.mkdtemp()
@@ -35,9 +16,7 @@ truncates to ``max_q_l`` and normalises when the dataset config says so.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -46,7 +25,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shine.files import follow_umask
+from shine.files import atomic_dir
+from shine.text_store_format import (
+    DTYPES,
+    FEATURES_FILE,
+    INDEX_FILE,
+    INDEX_SCHEMA,
+    META_FILE,
+    STORE_FORMAT,
+    STORE_VERSION,
+    STORES_DIR,
+    VARIANTS,
+    TextStoreFormatError,
+    read_index,
+    read_meta,
+    store_meta,
+    write_features_header,
+)
 from trainer.errors import DataError
 
 __all__ = [
@@ -59,19 +54,6 @@ __all__ = [
     "write_text_store",
 ]
 
-STORE_FORMAT = "shine-text-store"
-STORE_VERSION = 1
-VARIANTS: tuple[str, ...] = ("pos", "hn1", "hn2", "hn3")
-INDEX_SCHEMA = pa.schema(
-    [
-        pa.field("qid", pa.string(), nullable=False),
-        pa.field("variant", pa.string(), nullable=False),
-        pa.field("offset", pa.int64(), nullable=False),
-        pa.field("length", pa.int32(), nullable=False),
-    ]
-)
-_DTYPES = ("float16", "float32")
-
 
 class TextStoreWriter:
     """Append token features entry by entry; ``close()`` (or leaving the ``with`` block) publishes the store.
@@ -81,17 +63,17 @@ class TextStoreWriter:
     """
 
     def __init__(self, path: str | Path, *, encoder: str, dim: int, dtype: str = "float16", overwrite: bool = False) -> None:
-        if dtype not in _DTYPES:
-            raise DataError(f"text store dtype must be one of {list(_DTYPES)}, got {dtype!r}")
+        if dtype not in DTYPES:
+            raise DataError(f"text store dtype must be one of {list(DTYPES)}, got {dtype!r}")
         if dim < 1:
             raise DataError(f"text store dim must be >= 1, got {dim}")
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise DataError(f"text store {self.path} already exists; pass overwrite=True or pick another path")
         self.encoder, self.dim, self.dtype = encoder, int(dim), dtype
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
-        follow_umask(self._tmp)  # mkdtemp makes 0700; the finished store must follow the umask
+        # entered here, left in close() (publish) or abort() (delete): the writer's lifetime is the context's
+        self._publish = atomic_dir(self.path)
+        self._tmp = self._publish.__enter__()
         self._raw = open(self._tmp / "features.raw", "wb")  # noqa: SIM115 - closed in close()/abort()
         self._qids: list[str] = []
         self._variants: list[str] = []
@@ -125,30 +107,23 @@ class TextStoreWriter:
         if self._closed:
             return self.path
         self._raw.close()
-        dtype = np.dtype(self.dtype).newbyteorder("<")
-        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (self._rows, self.dim)}
-        with open(self._tmp / "features.npy", "wb") as out, open(self._tmp / "features.raw", "rb") as raw:
-            np.lib.format.write_array_header_1_0(out, header)
-            shutil.copyfileobj(raw, out, length=16 << 20)
-        (self._tmp / "features.raw").unlink()
-        table = pa.table(
-            {"qid": self._qids, "variant": self._variants, "offset": self._offsets, "length": self._lengths},
-            schema=INDEX_SCHEMA,
-        )
-        pq.write_table(table, self._tmp / "index.parquet")
-        meta = {
-            "format": STORE_FORMAT,
-            "version": STORE_VERSION,
-            "encoder": self.encoder,
-            "dim": self.dim,
-            "dtype": self.dtype,
-            "num_entries": len(self._qids),
-            "num_tokens": self._rows,
-        }
-        (self._tmp / "store.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if self.path.exists():
-            shutil.rmtree(self.path)
-        os.replace(self._tmp, self.path)
+        try:
+            dtype = np.dtype(self.dtype).newbyteorder("<")
+            with open(self._tmp / FEATURES_FILE, "wb") as out, open(self._tmp / "features.raw", "rb") as raw:
+                write_features_header(out, dtype, self._rows, self.dim)
+                shutil.copyfileobj(raw, out, length=16 << 20)
+            (self._tmp / "features.raw").unlink()
+            table = pa.table(
+                {"qid": self._qids, "variant": self._variants, "offset": self._offsets, "length": self._lengths},
+                schema=INDEX_SCHEMA,
+            )
+            pq.write_table(table, self._tmp / INDEX_FILE)
+            meta = store_meta(self.encoder, self.dim, self.dtype, len(self._qids), self._rows)
+            (self._tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        except BaseException:
+            self.abort()
+            raise
+        self._publish.__exit__(None, None, None)  # fsync, replace an old store, rename into place
         self._closed = True
         return self.path
 
@@ -156,8 +131,9 @@ class TextStoreWriter:
         """Drop everything written so far."""
         if not self._closed:
             self._raw.close()
-            shutil.rmtree(self._tmp, ignore_errors=True)
             self._closed = True
+            err = RuntimeError("text store aborted")
+            self._publish.__exit__(RuntimeError, err, None)  # deletes the temp directory; the error stays here
 
     def __enter__(self) -> TextStoreWriter:
         return self
@@ -193,23 +169,16 @@ class TextStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        meta_path = self.path / "store.json"
+        meta_path = self.path / META_FILE
         if not meta_path.is_file():
             raise DataError(
                 f"no text store at {self.path} (missing store.json); build one with `shine encode-text --run RUN` "
                 "(it writes RUN/text_features/ENCODER) and point the setting at that directory"
             )
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{meta_path}: not valid JSON: {exc}") from exc
-        if meta.get("format") != STORE_FORMAT or meta.get("version") != STORE_VERSION:
-            raise DataError(
-                f"{meta_path}: expected format {STORE_FORMAT!r} version {STORE_VERSION}, "
-                f"got {meta.get('format')!r} version {meta.get('version')!r}"
-            )
-        if meta.get("dtype") not in _DTYPES:
-            raise DataError(f"{meta_path}: dtype must be one of {list(_DTYPES)}, got {meta.get('dtype')!r}")
+            meta = read_meta(self.path)
+        except TextStoreFormatError as exc:
+            raise DataError(str(exc)) from exc
         self.encoder: str = str(meta.get("encoder", ""))
         self.dim: int = int(meta["dim"])
         self.dtype: str = meta["dtype"]
@@ -228,7 +197,7 @@ class TextStore:
         """
         wanted = (self.meta.get("lineage") or {}).get("negatives")
         negatives = self.path.parent.parent / "negatives.parquet"
-        if not wanted or self.path.parent.name != "text_features" or not negatives.is_file():
+        if not wanted or self.path.parent.name != STORES_DIR or not negatives.is_file():
             return
         try:
             raw = (pq.read_schema(negatives).metadata or {}).get(b"shine.lineage")
@@ -244,7 +213,7 @@ class TextStore:
 
     def _open(self) -> np.ndarray:
         if self._features is None:
-            feat_path = self.path / "features.npy"
+            feat_path = self.path / FEATURES_FILE
             try:
                 self._features = np.load(feat_path, mmap_mode="r")
             except (OSError, ValueError) as exc:
@@ -255,33 +224,15 @@ class TextStore:
         expected = (int(self.meta.get("num_tokens", feats.shape[0])), self.dim)
         if feats.ndim != 2 or feats.shape != expected or feats.dtype != np.dtype(self.dtype):
             raise DataError(
-                f"{self.path / 'features.npy'}: expected shape {expected} dtype {self.dtype}, "
+                f"{self.path / FEATURES_FILE}: expected shape {expected} dtype {self.dtype}, "
                 f"got {feats.shape} {feats.dtype}"
             )
 
     def _read_index(self) -> dict[tuple[str, str], tuple[int, int]]:
-        index_path = self.path / "index.parquet"
         try:
-            table = pq.read_table(index_path)
-        except (OSError, pa.ArrowException) as exc:
-            raise DataError(f"cannot read {index_path}: {exc}") from exc
-        for field in INDEX_SCHEMA:
-            if field.name not in table.column_names:
-                raise DataError(f"{index_path}: missing column {field.name!r}; columns are {table.column_names}")
-        try:
-            table = table.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
-            raise DataError(f"{index_path}: columns do not match {INDEX_SCHEMA}: {exc}") from exc
-        offsets = table.column("offset").to_numpy()
-        lengths = table.column("length").to_numpy().astype(np.int64)
-        total = self._open().shape[0]
-        if len(offsets) and ((offsets < 0).any() or (lengths < 1).any() or (offsets + lengths > total).any()):
-            raise DataError(f"{index_path}: an entry points outside features.npy ({total} rows)")
-        keys = zip(table.column("qid").to_pylist(), table.column("variant").to_pylist())
-        index = {key: (int(o), int(n)) for key, o, n in zip(keys, offsets, lengths)}
-        if len(index) != table.num_rows:
-            raise DataError(f"{index_path}: duplicate (qid, variant) rows")
-        return index
+            return read_index(self.path, self._open().shape[0])
+        except TextStoreFormatError as exc:
+            raise DataError(str(exc)) from exc
 
     def __len__(self) -> int:
         return len(self._index)
