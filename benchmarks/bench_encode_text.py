@@ -57,8 +57,8 @@ def _measure(kind: str, run: str, batch_size: int, threads: int, queue: Any) -> 
     import torch
 
     torch.set_num_threads(threads)
-    from pipeline.text_encoders import load_encoder, resolve_model_path
-    from pipeline.text_features import TextFeaturesConfig, collect_texts, store_dir, text_features_step
+    from pipeline.text.encoders import load_encoder, resolve_model_path
+    from pipeline.text.stage import TextFeaturesConfig, collect_texts, store_dir, text_features_step
 
     cfg = TextFeaturesConfig(encoder="minilm", batch_size=batch_size, device="cpu")
     texts = [e.text for e in collect_texts(Path(run), cfg)]

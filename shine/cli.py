@@ -43,7 +43,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 #: modules exposing ``register(subparsers)``; each adds its own verbs with ``set_defaults(func=...)``
-COMMAND_MODULES: tuple[str, ...] = ("pipeline.cli", "pipeline.text_cli", "pipeline.llm.cli", "trainer.cli", "shine.serve",
+COMMAND_MODULES: tuple[str, ...] = ("pipeline.cli", "pipeline.text.cli", "pipeline.llm.cli", "trainer.cli", "shine.serve",
                                     "shine.experiment_cli")
 
 #: the two base errors (plus config errors) printed as ``TypeName: message``; anything else is a bug

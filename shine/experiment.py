@@ -5,7 +5,7 @@
     experiment (flow)
       ├ data              synthetic preset: ``make-synthetic`` into OUT/data (reused when its settings match)
       ├ build-negatives   subflow (pipeline.flow): OUT/negatives, the offline random backend by default
-      ├ encode-text       subflow (pipeline.text_flow): OUT/negatives/text_features/<encoder>
+      ├ encode-text       subflow (pipeline.text.flow): OUT/negatives/text_features/<encoder>
       ├ train × 2         subflows (trainer.flow): OUT/runs/baseline and OUT/runs/shine, same data and seed;
       │                   SHINE's hn1..hn3 come from the store above (``shine.hn_text_features``)
       ├ evaluate          every test split of both runs, SHINE − baseline per metric
@@ -206,7 +206,7 @@ def experiment(
     Returns paths (page, runs, negatives), the per-run summaries and the SHINE − baseline deltas.
     """
     from pipeline.flow import build_negatives
-    from pipeline.text_flow import encode_text
+    from pipeline.text.flow import encode_text
     from trainer.flow import resolve_train_config
 
     t0 = time.perf_counter()

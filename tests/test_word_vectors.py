@@ -44,7 +44,7 @@ def test_sentence_rows_are_pinned(seed: int, dim: int, sentence: str, shape: tup
 
 
 def test_both_halves_use_the_shared_vectors() -> None:
-    from pipeline.text_encoders import WordVectorEncoder
+    from pipeline.text.encoders import WordVectorEncoder
     from trainer.synthetic import tokenize as synthetic_tokenize
 
     enc = WordVectorEncoder(seed=5, dim=32)

@@ -53,7 +53,7 @@ def load_sentence_encoder(model_path: str | None = None, batch_size: int = 256) 
     """The MiniLM encoder from local files only (ConfigError naming the path and the fix when they are missing)."""
     from transformers import AutoModel, AutoTokenizer
 
-    from pipeline.text_encoders import resolve_model_path
+    from pipeline.text.encoders import resolve_model_path
 
     path = resolve_model_path("minilm", model_path)
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -11,7 +11,7 @@ import pytest
 from pipeline import steps
 from pipeline.config import PipelineConfig
 from pipeline.stages import RunState
-from pipeline.text_features import TextFeaturesConfig, text_features_step
+from pipeline.text.stage import TextFeaturesConfig, text_features_step
 
 N, CHUNK = 12, 4  # 3 chunks
 

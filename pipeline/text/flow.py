@@ -1,6 +1,6 @@
 """The ``encode-text`` Prefect flow: queries + hard negatives of a build-negatives run -> a text-feature store.
 
-One task wrapping :func:`pipeline.text_features.text_features_step`; rerunning on the same run directory resumes
+One task wrapping :func:`pipeline.text.stage.text_features_step`; rerunning on the same run directory resumes
 an interrupted encoding and skips a finished one (the stage's own fingerprint decides, not Prefect's cache).
 """
 
@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from pipeline.run_lock import RunLock
 from pipeline.stages import StageReport, stage_logger
-from pipeline.text_features import TextFeaturesConfig, store_dir, text_features_step
+from pipeline.text.stage import TextFeaturesConfig, store_dir, text_features_step
 
 __all__ = ["encode_text", "encode_text_task"]
 

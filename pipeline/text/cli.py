@@ -38,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _encode_text(args: argparse.Namespace) -> int:
     from pipeline.errors import ConfigError
-    from pipeline.text_features import TextFeaturesConfig
-    from pipeline.text_flow import encode_text
+    from pipeline.text.flow import encode_text
+    from pipeline.text.stage import TextFeaturesConfig
 
     params = {"encoder": args.encoder, "model_path": args.model_path, "batch_size": args.batch_size,
               "device": args.device, "dtype": args.dtype, "chunk_size": args.chunk_size, "invalid": args.invalid,
