@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from collections import Counter
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["summarize", "level_summary", "quality_markdown", "LEVEL_KEYS"]
+__all__ = ["summarize", "level_summary", "quality_markdown", "quality_html", "LEVEL_KEYS"]
 
 #: the per-level keys shown in tables, in order
 LEVEL_KEYS: tuple[str, ...] = (
@@ -101,3 +102,17 @@ def quality_markdown(summary: dict[str, Any]) -> str:
               f"distinct negatives per query: {summary['diversity']['distinct_negatives_per_query']}; "
               f"fill entropy: {summary['diversity']['fill_entropy_bits']} bits"]
     return "\n".join(lines)
+
+
+def quality_html(summary: dict[str, Any]) -> str:
+    """The per-level table as an HTML fragment (a section for ``shine inspect --html``'s page)."""
+    levels = sorted(summary["levels"], key=int)
+    head = "".join(f"<th>level {html.escape(lv)}</th>" for lv in levels)
+    rows = []
+    for key in LEVEL_KEYS:
+        vals = [summary["levels"][lv].get(key) for lv in levels]
+        rows.append(f"<tr><td>{key}</td>" + "".join(f"<td>{'n/a' if v is None else v}</td>" for v in vals) + "</tr>")
+    div = summary.get("diversity", {})
+    return (f"<h2>Quality</h2><table><tr><th>measure</th>{head}</tr>{''.join(rows)}</table>"
+            f"<p>monotone_hierarchy: {summary.get('monotone_hierarchy')}; distinct negatives per query: "
+            f"{div.get('distinct_negatives_per_query')}; fill entropy: {div.get('fill_entropy_bits')} bits</p>")

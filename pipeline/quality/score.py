@@ -108,7 +108,9 @@ def score_input(inp: QualityInput, cfg: QualityConfig | None = None, nlp: Any = 
         from pipeline.quality.embed import load_sentence_encoder
 
         encoder = load_sentence_encoder(cfg.model_path, cfg.embed_batch_size)
-    pos_texts = inp.positives["query"].tolist()
+    # only the videos of the scored rows matter for the same-video check (a --sample embeds far fewer)
+    positives = inp.positives[inp.positives["vid"].isin(set(rows["vid"]))]
+    pos_texts = positives["query"].tolist()
     texts = list(dict.fromkeys(originals + [n for n in negatives if n] + pos_texts))
     where = {t: i for i, t in enumerate(texts)}
     vecs = encoder.encode(texts)
@@ -119,7 +121,7 @@ def score_input(inp: QualityInput, cfg: QualityConfig | None = None, nlp: Any = 
     neg_vecs = vecs[torch.tensor([where[n] if n else 0 for n in negatives], dtype=torch.long)]
     orig_vecs = vecs[torch.tensor([where[o] for o in originals], dtype=torch.long)]
     similarity = (neg_vecs * orig_vecs).sum(-1).numpy().astype(np.float64)
-    vid_codes, vid_names = pd.factorize(pd.concat([rows["vid"], inp.positives["vid"]], ignore_index=True))
+    vid_codes, vid_names = pd.factorize(pd.concat([rows["vid"], positives["vid"]], ignore_index=True))
     row_vid, pos_vid = vid_codes[: len(rows)], vid_codes[len(rows) :]
     pos_vecs = vecs[torch.tensor([where[t] for t in pos_texts], dtype=torch.long)]
     max_pos = same_video_similarity(neg_vecs, pos_vecs, row_vid, pos_vid).numpy().astype(np.float64)
