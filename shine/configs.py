@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-__all__ = ["ConfigValueError", "merge", "parse_overrides", "load_yaml", "to_dict", "layered", "YamlLoader"]
+__all__ = ["ConfigValueError", "merge", "deep_merge", "parse_overrides", "load_yaml", "to_dict", "layered", "YamlLoader"]
 
 T = TypeVar("T")
 
@@ -150,12 +150,31 @@ def merge(cfg: T, updates: Mapping[str, Any], prefix: str = "") -> T:
         current = getattr(cfg, key)
         if dataclasses.is_dataclass(current) and isinstance(value, Mapping):
             changes[key] = merge(current, value, prefix=f"{prefix}{key}.")
+        elif isinstance(current, Mapping) and isinstance(value, Mapping):
+            # a free-form mapping (backend.options): a later layer adds to the earlier one, it does not replace it,
+            # so `--set backend.options.x=1` keeps the options a YAML file gave
+            changes[key] = _coerce(deep_merge(current, value), hints[key], f"{prefix}{key}")
         else:
             changes[key] = _coerce(value, hints[key], f"{prefix}{key}")
     try:
         return dataclasses.replace(cfg, **changes)
     except ValueError as exc:  # __post_init__ validation
         raise ConfigValueError(f"{prefix.rstrip('.') or 'config'}: {exc}") from exc
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` applied key by key, nested mappings merged rather than replaced.
+
+    >>> deep_merge({"limits": {"rpm": 10, "tpm": 5}, "seed": 1}, {"limits": {"rpm": 20}})
+    {'limits': {'rpm': 20, 'tpm': 5}, 'seed': 1}
+    """
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(out.get(key), Mapping) and isinstance(value, Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:

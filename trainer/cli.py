@@ -92,9 +92,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         # continue with the run's own config; options given now (e.g. more epochs) apply on top
         out_dir = args.out or "artifacts/train"
         saved = load_checkpoint(Path(out_dir) / "checkpoints" / "last.pt")["config"]
-        from trainer.runner import _deep_update
+        from shine.configs import deep_merge
 
-        cfg = config_from_dict(_deep_update(saved, parse_overrides(overrides)))
+        cfg = config_from_dict(deep_merge(saved, parse_overrides(overrides)))
     else:
         cfg = load_config(args.preset, args.config, overrides)
     result = train(cfg, resume=args.resume)

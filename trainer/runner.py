@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import yaml
 
+from shine.configs import deep_merge
 from shine.progress import current_flow_run_id, log_progress
 from trainer.build import (
     build_data,
@@ -276,17 +277,10 @@ def _from_checkpoint(checkpoint: str | Path, overrides: dict[str, Any] | None) -
     cfg_dict = state["config"]
     cfg = config_from_dict(cfg_dict)
     if overrides:
-        cfg = config_from_dict(_deep_update(cfg.to_dict(), overrides))
+        cfg = config_from_dict(deep_merge(cfg.to_dict(), overrides))
         if cfg.model != config_from_dict(cfg_dict).model:
             raise ConfigError("model.* cannot be overridden when loading a checkpoint")
     return cfg, state
-
-
-def _deep_update(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in upd.items():
-        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def evaluate_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, splits: dict[str, str] | None = None,

@@ -203,3 +203,15 @@ def test_load_max_query_chars_is_passed_to_the_loader(tmp_path: Path) -> None:
         steps.load_step(RunState(tmp_path / "a"), [steps.InputSpec(src)], LoadConfig())
     (tmp_path / "b").mkdir()
     assert steps.load_step(RunState(tmp_path / "b"), [steps.InputSpec(src)], LoadConfig(max_query_chars=9000)).rows == 1
+
+
+def test_set_backend_options_add_to_the_yaml_files_options(tmp_path: Path) -> None:
+    """``--set backend.options.x`` adds to the options a YAML config gave; it used to replace them all."""
+    from pipeline.flow import resolve_config
+
+    cfg_file = tmp_path / "neg.yaml"
+    cfg_file.write_text("backend:\n  options:\n    temperature: 0.3\n    limits: {requests_per_minute: 10}\n")
+    cfg = resolve_config("custom", str(cfg_file), parse_overrides(["backend.options.progress=false",
+                                                                   "backend.options.limits.tokens_per_minute=99"]))
+    assert cfg.backend.options == {"temperature": 0.3, "progress": False,
+                                   "limits": {"requests_per_minute": 10, "tokens_per_minute": 99}}
