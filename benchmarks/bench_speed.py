@@ -9,7 +9,7 @@ autocast on CPUs with AVX512_BF16/AMX, bf16/fp16 AMP on CUDA). Both use the fuse
 :func:`trainer.build.build_optimizer`. The paths of one model alternate step by step, so both see the same
 machine state; medians of ``--steps`` after ``--warmup``.
 
-``--levers`` also times the single levers (per-parameter-loop AdamW in fp32, bf16 with the loop AdamW) and
+``--levers`` also times the path without each lever (per-parameter-loop AdamW, torch's own dropout) and
 ``--compile`` a ``torch.compile``d model on the fast path (compile time reported). Prints one JSON object and
 writes it to ``--json``.
 
@@ -23,17 +23,21 @@ import dataclasses
 import json
 import platform
 import statistics
+import sys
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from trainer.build import build_model_and_criterion, build_optimizer, resolve_amp
-from trainer.config import OptimConfig, TrainConfig
+from trainer.config import TrainConfig
 from trainer.data.collate import Batch, Collator
 from trainer.data.dataset import GroundingItem
 from trainer.engine import train_step
+from trainer.models.layers import Dropout
 from trainer.shine_config import ShineConfig
 
 #: the official code's defaults (QD-DETR / SHINE ``config.py``), as issue 15 measured them
@@ -77,7 +81,7 @@ def official_config(model: str, amp: str) -> TrainConfig:
 
 
 def make_stepper(model_name: str, amp: str, device: torch.device, batch: Batch, *, fused: bool = True,
-                 compile_model: bool = False) -> tuple[Callable[[], float], float]:
+                 native_dropout: bool = False, compile_model: bool = False) -> tuple[Callable[[], float], float]:
     """A closure timing one :func:`train_step` (ms), and the seconds spent compiling (0 without compile)."""
     cfg = official_config(model_name, amp)
     torch.manual_seed(0)
@@ -86,6 +90,10 @@ def make_stepper(model_name: str, amp: str, device: torch.device, batch: Batch, 
     if not fused:  # the per-parameter loop AdamW, to measure what fusing gives
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
                                       fused=False, foreach=False)
+    if native_dropout:  # torch's bernoulli_ mask instead of the trainer's uniform-draw one
+        for module in model.modules():
+            if isinstance(module, Dropout):
+                module.forward = types.MethodType(nn.Dropout.forward, module)  # type: ignore[method-assign]
     compile_s = 0.0
     if compile_model:
         model = torch.compile(model)
@@ -140,27 +148,32 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
+    parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16"],
+                        help="optim.amp of the fast path (auto: what training picks on this device)")
     parser.add_argument("--levers", action="store_true", help="also time the levers one by one")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile on the fast path")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    fast = resolve_amp(OptimConfig().amp, device)
+    fast = resolve_amp(args.amp, device)
     result: dict = {"config": args.config, "official_config": OFFICIAL, "fp32": {}, "fast": {}}
     levers: dict[str, dict[str, float]] = {}
     compiled: dict[str, dict[str, float]] = {}
     for name in args.models.split(","):
         batch = official_batch(MODELS[name][1]).to(device)
         paths = {"fp32": make_stepper(name, "off", device, batch)[0],
-                 "fast": make_stepper(name, "auto", device, batch)[0]}
+                 "fast": make_stepper(name, args.amp, device, batch)[0]}
         if args.levers:
             paths["fp32_loop_adamw"] = make_stepper(name, "off", device, batch, fused=False)[0]
-            paths["fast_loop_adamw"] = make_stepper(name, "auto", device, batch, fused=False)[0]
+            paths["fast_loop_adamw"] = make_stepper(name, args.amp, device, batch, fused=False)[0]
+            paths["fp32_native_dropout"] = make_stepper(name, "off", device, batch, native_dropout=True)[0]
+            paths["fast_native_dropout"] = make_stepper(name, args.amp, device, batch, native_dropout=True)[0]
         compile_s = 0.0
         if args.compile:
-            paths["fast_compiled"], compile_s = make_stepper(name, "auto", device, batch, compile_model=True)
+            paths["fast_compiled"], compile_s = make_stepper(name, args.amp, device, batch, compile_model=True)
         med = time_paths(paths, args.steps, args.warmup)
+        print(f"[bench_speed] {name}: {med}", file=sys.stderr, flush=True)  # progress; stdout stays one JSON
         result["fp32"][f"{name}_ms"] = med["fp32"]
         result["fast"][f"{name}_ms"] = med["fast"]
         if args.levers:
@@ -171,7 +184,7 @@ def main() -> None:
     if "shine_ms" in result["fast"] and "qd_detr_ms" in result["fast"]:
         result["shine_over_qd_detr"] = {p: round(result[p]["shine_ms"] / result[p]["qd_detr_ms"], 3)
                                         for p in ("fp32", "fast")}
-    result["fast_path"] = (f"optim.amp=auto -> {fast} autocast (forward; criterion in fp32), fused AdamW"
+    result["fast_path"] = (f"optim.amp={args.amp} -> {fast} autocast (forward; criterion in fp32), fused AdamW"
                            if fast != "off" else "fp32 (no native bf16 here), fused AdamW")
     if levers:
         result["levers"] = levers

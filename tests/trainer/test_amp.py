@@ -51,12 +51,12 @@ def _batch(shine: bool = True, b: int = 6, clips: int = 24, tokens: int = 8) -> 
     return Collator(1.0, seed=0)(items)
 
 
-def _losses_and_grads(arch: str, shine: bool, amp: str) -> tuple[dict[str, float], torch.Tensor]:
+def _losses_and_grads(arch: str, shine: bool, amp: str, device: str = "cpu") -> tuple[dict[str, float], torch.Tensor]:
     cfg = _cfg(arch, shine, amp)
     torch.manual_seed(0)
-    model, criterion = build_model_and_criterion(cfg, torch.device("cpu"))
+    model, criterion = build_model_and_criterion(cfg, torch.device(device))
     model.train()
-    batch = _batch(shine)
+    batch = _batch(shine).to(device)
     losses = criterion(_forward(model, batch, cfg.optim.amp), batch.targets)
     total = total_loss(losses, criterion.weight_dict)
     total.backward()
@@ -77,6 +77,30 @@ def test_bf16_losses_and_gradients_stay_close_to_fp32(arch: str, shine: bool) ->
     assert cosine > GRAD_COSINE_MIN
     # and bf16 really ran: the two are not bit-identical
     assert not torch.equal(ref_grad, fast_grad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (scripts/gpu_check.sh runs it on a GPU)")
+@pytest.mark.parametrize("amp", ["fp16", "bf16"])
+def test_cuda_amp_numerics_and_step(amp: str) -> None:
+    if amp == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    ref, ref_grad = _losses_and_grads("qd_detr", True, "off", "cuda")
+    fast, fast_grad = _losses_and_grads("qd_detr", True, amp, "cuda")
+    for key in ref:
+        assert fast[key] == pytest.approx(ref[key], rel=LOSS_RTOL, abs=LOSS_ATOL), key
+    assert torch.nn.functional.cosine_similarity(ref_grad, fast_grad, dim=0) > GRAD_COSINE_MIN
+    device = torch.device("cuda")
+    cfg = _cfg(amp=amp)
+    model, criterion = build_model_and_criterion(cfg, device)
+    optimizer, _, scaler = build_optimizer(model, cfg, device)
+    assert (scaler is not None) == (amp == "fp16")  # fp16 needs loss scaling, bf16 not
+    before = [p.detach().clone() for p in model.parameters()]
+    for _ in range(5):  # the scaler may skip its first steps while it calibrates its scale
+        total, _ = train_step(model, criterion, _batch().to(device), optimizer, scaler=scaler, amp=amp,
+                              grad_clip=0.1)
+        assert torch.isfinite(total)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert sum(not torch.equal(a, p) for a, p in zip(before, model.parameters())) > len(before) // 2
 
 
 class _FloatDtypes(TorchDispatchMode):
