@@ -53,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=int, default=0, help="seed of the sample")
     q.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
     q.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+    q.add_argument("--quality", action="store_true",
+                   help="show the per-level quality summary of quality.parquet instead of the negatives (docs/quality.md)")
     q.set_defaults(func=_inspect)
 
     f = subparsers.add_parser(
@@ -160,9 +162,24 @@ def _inspect(args: argparse.Namespace) -> int:
         check_out_file(args.html, "--html")  # before reading the tables, not after
     view = load_view(args.path)
     shown = filter_view(view, args.qid, args.level, args.valid, args.sample or None, args.seed)
+    quality = None
+    if args.quality:
+        from pipeline.quality.run import load_quality_summary
+
+        quality = load_quality_summary(args.path)
     if args.html:
-        Path(args.html).write_text(view_html(shown, f"SHINE negatives: {args.path}"), encoding="utf-8")
+        page = view_html(shown, f"SHINE negatives: {args.path}")
+        if quality is not None:
+            from pipeline.quality.report import quality_html
+
+            page = page.replace("</body>", quality_html(quality) + "</body>", 1)
+        Path(args.html).write_text(page, encoding="utf-8")
         print(f"wrote {args.html}", file=sys.stderr)
+    if quality is not None:
+        from pipeline.quality.report import quality_markdown
+
+        print(json.dumps(quality, indent=2) if args.format == "json" else quality_markdown(quality))
+        return 0
     if args.format == "markdown":
         print(view_markdown(shown))
     elif args.format == "csv":

@@ -60,6 +60,14 @@ def masked_task(state: RunState, cfg: PipelineConfig) -> StageReport:
     return steps.masked_step(state, cfg.mask)
 
 
+@task(name="quality", **_TASK_OPTS)
+def quality_task(state: RunState, cfg: PipelineConfig) -> StageReport:
+    """negatives.parquet -> quality.parquet and the per-level quality summary (``pipeline.quality``)."""
+    from pipeline.quality.stage import quality_step
+
+    return quality_step(state)
+
+
 @task(name="negatives", **_TASK_OPTS)
 def negatives_task(state: RunState, cfg: PipelineConfig) -> StageReport:
     """masked.parquet + dictionary.parquet -> negatives.parquet through the configured backend."""
@@ -126,7 +134,7 @@ def build_negatives(
         reports: list[StageReport] = []
         try:
             reports.append(load_task(state, specs, cfg))
-            for stage_task in (pos_task, dictionary_task, masked_task, negatives_task):
+            for stage_task in (pos_task, dictionary_task, masked_task, negatives_task, quality_task):
                 reports.append(stage_task(state, cfg))
             fractions = steps.valid_fractions(out_dir / "negatives.parquet")
             summary = _summary(base, reports, out_dir, fractions, steps.min_valid_for(cfg.backend), t0)
@@ -167,6 +175,8 @@ def _summary(base: dict[str, Any], reports: list[StageReport], out_dir: Path, fr
         # by name, not position: stages after negatives (quality) may follow it
         "backend_stats": next((r.details.get("backend_stats", {}) for r in reports if r.stage == "negatives"), {}),
         "valid_fraction": {str(level): frac for level, frac in fractions.items()},
+        # the per-level quality summary (pipeline.quality; definitions in docs/quality.md)
+        "quality": next((r.details.get("quality") for r in reports if r.stage == "quality"), None),
         "min_valid": min_valid,
         "seconds": round(time.perf_counter() - t0, 3),
         "tables": {r.stage: str((out_dir / r.output).resolve()) for r in reports},

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from pipeline import tables
 from pipeline.backends.base import FillRequest, MaskedLevel, fill_all
-from pipeline.backends.registry import OFFLINE_BACKENDS, make_backend
+from pipeline.backends.registry import OFFLINE_BACKENDS, backend_inputs, make_backend
 from pipeline.config import BackendConfig, DictionaryConfig, LoadConfig, MaskConfig, PosConfig
 from pipeline.dictionary import build_dictionary
 from pipeline.errors import DataError, IncompleteRunError
@@ -250,6 +250,7 @@ def negatives_step(
             "masked": state.input_sha("masked"),
             "dictionary": state.input_sha("dictionary"),
             "backend": backend_cfg,
+            **backend_inputs(cfg),
         },
     )
     done = state.finished("negatives", fp, out)

@@ -98,6 +98,10 @@ def summary_markdown(out: Path, summary: dict[str, Any], examples: int = 3) -> s
     if "min_valid" in summary:
         lines += ["", f"Run status: **{summary.get('status', 'finished')}** (every level must reach "
                   f"backend.min_valid = {summary['min_valid']:g})"]
+    if summary.get("quality"):
+        from pipeline.quality.report import quality_markdown
+
+        lines += ["", "## Quality (docs/quality.md)", "", quality_markdown(summary["quality"])]
     lines += ["", "## Examples", "", view_markdown(filter_view(view, sample=examples))]
     return "\n".join(lines)
 

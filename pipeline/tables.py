@@ -130,6 +130,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "dictionary": DICTIONARY,
     "masked": MASKED,
     "negatives": NEGATIVES,
+    "quality": QUALITY,
 }
 
 

@@ -16,7 +16,7 @@ from pipeline.quality.report import summarize
 from pipeline.quality.score import QualityConfig, score_input
 from pipeline.quality.source import QualityInput, load_source, sample_queries
 
-__all__ = ["quality_report", "quality_arrow"]
+__all__ = ["quality_report", "quality_arrow", "load_quality_summary"]
 
 
 def quality_arrow(table: pd.DataFrame) -> pa.Table:
@@ -43,3 +43,15 @@ def quality_report(source: str | Path | QualityInput, cfg: QualityConfig | None 
         facts["sample"] = inp.details["sample"]
     facts["timings"]["total_s"] = round(time.perf_counter() - t0, 3)
     return table, summarize(table, inp.source, asdict(cfg), facts)
+
+
+def load_quality_summary(out: str | Path) -> dict[str, Any]:
+    """The per-level summary of a run directory's quality.parquet (what ``shine inspect --quality`` shows)."""
+    from pipeline.errors import DataError
+    from pipeline.quality.report import summarize
+
+    path = Path(out) / "quality.parquet"
+    if not path.is_file():
+        raise DataError(f"{out} has no quality.parquet; rerun `shine build-negatives --out {out}` (its quality stage "
+                        f"writes it) or score it with `shine quality {out}`")
+    return summarize(tables.read_table(path, tables.QUALITY), str(out))

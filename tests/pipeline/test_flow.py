@@ -78,7 +78,8 @@ def test_changed_masking_recomputes_only_downstream_stages(first_300: Path, tmp_
     build_negatives(out=str(tmp_path), inputs=[str(first_300)])
     summary = build_negatives(out=str(tmp_path), inputs=[str(first_300)], overrides={"mask": {"ratios": [0.3, 0.6, 0.9]}})
     status = {k: v["status"] for k, v in summary["stages"].items()}
-    assert status == {"queries": "skipped", "pos": "skipped", "dictionary": "skipped", "masked": "ran", "negatives": "ran"}
+    assert status == {"queries": "skipped", "pos": "skipped", "dictionary": "skipped", "masked": "ran", "negatives": "ran",
+                      "quality": "ran"}
 
 
 class Interrupt(Exception):

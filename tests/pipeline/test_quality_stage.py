@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from pipeline.quality.stage import quality_step
 from pipeline.stages import RunState
 
 N_QUERIES = 30
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +54,39 @@ def test_new_negatives_recompute_quality(run):
     assert report.status == "ran"
     after = tables.read_table(run / "quality.parquet", tables.QUALITY)
     assert after["negative"].tolist() != before["negative"].tolist()
+
+
+def test_flow_ends_with_quality_manifest_artifact_and_inspect(prefect_harness, shared_data, tmp_path):
+    from pipeline.flow import build_negatives
+    from pipeline.summary import summary_markdown
+
+    src = shared_data / "charades_cg" / "charades_cg_train.jsonl"
+    inp = tmp_path / "train.jsonl"
+    inp.write_text("\n".join(src.read_text().splitlines()[:20]) + "\n")
+    run = tmp_path / "run"
+    summary = build_negatives(out=str(run), dataset="charades-cg", inputs=[str(inp)])
+    assert summary["stages"]["quality"]["status"] == "ran"
+    quality = summary["quality"]
+    assert quality["rows"] == 60 and quality["levels"]["1"]["structure_kept"] == 1.0
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["quality"]["levels"] == quality["levels"]
+    assert "## Quality" in summary_markdown(run, summary)
+    page = tmp_path / "page.html"
+    proc = subprocess.run([sys.executable, "-m", "shine", "inspect", str(run), "--quality", "--html", str(page)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "| tag_agreement |" in proc.stdout
+    assert "<h2>Quality</h2>" in page.read_text()
+
+
+def test_inspect_quality_without_table_is_one_line(run, tmp_path):
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(run, bare)
+    (bare / "quality.parquet").unlink()
+    proc = subprocess.run([sys.executable, "-m", "shine", "inspect", str(bare), "--quality"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "has no quality.parquet" in lines[0]
