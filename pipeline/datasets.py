@@ -4,7 +4,8 @@ Resolution order for the data directory: ``--data-dir`` > ``$SHINE_DATA_DIR`` > 
 checkout (this team's machines) > ``./data`` > the user cache ``$XDG_CACHE_HOME/shine/data`` (``~/.cache/...``),
 where ``shine fetch-data`` puts the files when none of the others exists. A missing file is an error that says
 how to fetch it and where to put it by hand; with ``SHINE_AUTO_FETCH=1`` it is fetched on first use instead
-(:mod:`pipeline.fetch`: pinned sources, sha256-checked).
+(:mod:`pipeline.fetch`: pinned sources, sha256-checked). The names and the directory order live in
+:mod:`pipeline.data_layout`, which ``pipeline.fetch`` imports too (so neither of these two imports the other back).
 """
 
 from __future__ import annotations
@@ -12,48 +13,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipeline.data_layout import SOURCES, SPLIT_FILES, resolve_data_dir
 from pipeline.errors import ConfigError, DataError
+from pipeline.fetch import fetch_dataset
 
 __all__ = ["SPLIT_FILES", "SOURCES", "resolve_data_dir", "default_input"]
-
-#: relative path of each split's Moment-DETR JSONL under the data directory
-SPLIT_FILES: dict[str, dict[str, str]] = {
-    "charades-cg": {
-        "train": "charades_cg/charades_cg_train.jsonl",
-        "test": "charades_cg/charades_cg_test.jsonl",
-        "novel_composition": "charades_cg/charades_cg_novel_composition.jsonl",
-        "novel_word": "charades_cg/charades_cg_novel_word.jsonl",
-    },
-    "anet-cg": {
-        "train": "activitynet_cg/anet_cg_train.jsonl",
-        "test": "activitynet_cg/anet_cg_test.jsonl",
-        "novel_composition": "activitynet_cg/anet_cg_novel_composition.jsonl",
-        "novel_word": "activitynet_cg/anet_cg_novel_word.jsonl",
-    },
-}
-
-#: public homes of the original split files (converted locally with qid = f"{vid}_{tag}_{i}")
-SOURCES: dict[str, str] = {
-    "charades-cg": "https://github.com/YYJMJC/Compositional-Temporal-Grounding (Charades-CG/*.json)",
-    "anet-cg": "https://github.com/YYJMJC/Compositional-Temporal-Grounding (ActivityNet-CG/*.json)",
-}
-
-_REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The data directory to read annotation files from (see module docstring for the order)."""
-    candidates: list[Path] = []
-    if data_dir:
-        return Path(data_dir)
-    if os.environ.get("SHINE_DATA_DIR"):
-        return Path(os.environ["SHINE_DATA_DIR"])
-    candidates = [_REPO_ROOT.parent / "shared" / "data", Path.cwd() / "data"]
-    for cand in candidates:
-        if cand.is_dir():
-            return cand
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "shine" / "data"
 
 
 def default_input(dataset: str, split: str, data_dir: str | Path | None = None) -> Path:
@@ -66,8 +30,6 @@ def default_input(dataset: str, split: str, data_dir: str | Path | None = None) 
     root = resolve_data_dir(data_dir)
     path = root / files[split]
     if not path.is_file() and os.environ.get("SHINE_AUTO_FETCH") == "1":
-        from pipeline.fetch import fetch_dataset  # httpx only when fetching
-
         fetch_dataset(dataset, root, splits=[split])
     if not path.is_file():
         raise DataError(

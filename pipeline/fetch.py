@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.datasets import SPLIT_FILES, resolve_data_dir
+from pipeline.data_layout import SPLIT_FILES, resolve_data_dir
 from pipeline.errors import ConfigError, DataError
 from pipeline.load import VISA_TAGS
 from pipeline.tables import atomic_path, atomic_write_bytes, sha256_file
