@@ -31,7 +31,7 @@ from pipeline.config import BackendConfig  # noqa: E402
 from pipeline.llm import make_llm_backend  # noqa: E402
 from pipeline.llm.ledger import read_ledger  # noqa: E402
 from pipeline.llm.testing import FaultPlan, ProviderServer  # noqa: E402
-from tests.llm.helpers import dictionary, make_requests  # noqa: E402
+from tests.pipeline.llm.helpers import dictionary, make_requests  # noqa: E402
 
 
 def _backend(url: str, tmp: Path, work: str, **opts):

@@ -8,6 +8,7 @@ PipelineError
   ├ BackendError
   │    ├ TransientBackendError   429, 5xx, timeout: retried
   │    ├ FatalBackendError       401, bad model name: not retried
+  │    ├ RowError                400, 422, content policy: this one request can never succeed (kept invalid)
   │    └ BudgetExceededError     the run's dollar or request budget is spent: stops cleanly
   ├ IncompleteRunError     rows were never answered (outage, budget stop): nothing recorded as finished (exit 3)
   ├ BelowMinValidError     the table is complete but its valid fraction is below min_valid (exit 4)
@@ -19,6 +20,8 @@ Every class carries ``exit_status``, the documented exit status of the ``shine``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 __all__ = [
     "PipelineError",
     "ConfigError",
@@ -27,6 +30,7 @@ __all__ = [
     "BackendError",
     "TransientBackendError",
     "FatalBackendError",
+    "RowError",
     "BudgetExceededError",
     "LineageError",
     "IncompleteRunError",
@@ -55,19 +59,40 @@ class SchemaError(DataError):
 
 
 class BackendError(PipelineError):
-    """A negatives backend failed."""
+    """A negatives backend failed.
+
+    ``status`` and ``headers`` are the HTTP status and response headers when the failure was an HTTP reply (the
+    limiter reads rate-limit headers from them); ``kind`` names a failure without a status ("timeout",
+    "connection", "malformed", or the SDK exception's type name). They are constructor fields so that a copy of an
+    error (e.g. the scrubbed one that stops a run) carries them without reaching into ``__dict__``.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, headers: Mapping[str, str] | None = None,
+                 kind: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers: dict[str, str] = dict(headers or {})
+        self.kind = kind
 
 
 class TransientBackendError(BackendError):
-    """A failure worth retrying (rate limit, 5xx, timeout, dropped connection)."""
+    """A failure worth retrying (rate limit, 5xx, timeout, dropped connection); ``retry_after`` in seconds."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, retry_after: float | None = None, *, status: int | None = None,
+                 headers: Mapping[str, str] | None = None, kind: str = "") -> None:
+        super().__init__(message, status=status, headers=headers, kind=kind)
         self.retry_after = retry_after
 
 
 class FatalBackendError(BackendError):
     """A failure that retrying cannot fix (bad key, unknown model, bad request)."""
+
+
+class RowError(BackendError):
+    """The provider rejected this one request (400, 422, content policy): retrying cannot help.
+
+    The LLM caller keeps the row invalid with the reason and goes on; it never stops the run.
+    """
 
 
 class BudgetExceededError(BackendError):

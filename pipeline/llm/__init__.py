@@ -21,7 +21,7 @@ from pipeline.llm.limiter import AsyncLimiter, Limiter
 from pipeline.llm.pricing import model_info, provider_table
 from pipeline.llm.prompts import load_prompts
 from pipeline.llm.provider import Provider
-from pipeline.llm.runner import LLMBackend
+from pipeline.llm.backend import LLMBackend
 from pipeline.llm.secrets import env_value, move_secrets_to_env
 
 __all__ = [

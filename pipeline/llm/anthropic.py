@@ -6,8 +6,8 @@ from typing import Any
 
 import anthropic
 
-from pipeline.errors import TransientBackendError
-from pipeline.llm.provider import BatchLine, Provider, Reply, parse_raw, status_error
+from pipeline.errors import BackendError, TransientBackendError
+from pipeline.llm.provider import BatchLine, Provider, Reply, parse_raw, status_error, unknown_sdk_error
 
 __all__ = ["AnthropicProvider", "translate_anthropic_error", "parse_message"]
 
@@ -15,18 +15,16 @@ __all__ = ["AnthropicProvider", "translate_anthropic_error", "parse_message"]
 _SDK_PARAMS = {"model", "max_tokens", "system", "messages", "metadata", "stop_sequences"}
 
 
-def translate_anthropic_error(exc: Exception) -> Exception:
-    """The pipeline error for an exception of the anthropic SDK."""
+def translate_anthropic_error(exc: Exception) -> BackendError:
+    """The pipeline error for an exception of the anthropic SDK; never the SDK's own."""
     if isinstance(exc, anthropic.APIStatusError):
         return status_error(exc.status_code, str(exc.message), dict(exc.response.headers))
     kinds = ((anthropic.APITimeoutError, "timeout"), (anthropic.APIConnectionError, "connection"),
              ((anthropic.APIResponseValidationError, ValueError), "malformed"))
     for cls, kind in kinds:
         if isinstance(exc, cls):
-            err = TransientBackendError(f"{kind}: {exc}")
-            err.kind = kind  # type: ignore[attr-defined]
-            return err
-    return exc
+            return TransientBackendError(f"{kind}: {exc}", kind=kind)
+    return unknown_sdk_error(exc)
 
 
 def parse_message(data: Any, headers: dict[str, str]) -> Reply:

@@ -9,11 +9,13 @@ A row the provider never answered (connection error, timeout, 5xx or 429 after t
 expired batch line) comes back with ``LevelFill.unanswered`` set to the cause instead of raising; only fatal
 errors (bad key, unknown model) raise. Unanswered rows are never cached; the answers a run paid for are in its
 ledger, so the rerun asks again for exactly the unanswered rows and bills nothing twice.
+
+Calls go through ``pipeline.llm.caller.Caller`` over a ``CallContext`` (never this object), with direct requests
+(``DirectSender``) or provider batches (``pipeline.llm.batch.BatchCollector``) as the sending strategy.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections import Counter
@@ -22,13 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.backends.base import FillRequest, FillResponse, LevelFill, MaskedLevel
+from pipeline.backends.base import FillRequest, FillResponse, LevelFill
 from pipeline.errors import BudgetExceededError, FatalBackendError
 from pipeline.llm.cache import ResponseCache, cache_key
-from pipeline.llm.calls import CallResult, Caller
+from pipeline.llm.batch import BatchCollector
+from pipeline.llm.caller import CallResult, Caller, DirectSender, Sender
 from pipeline.llm.config import LLMConfig, default_cache_dir
+from pipeline.llm.context import CallContext, Unit
 from pipeline.llm.ledger import Ledger, read_ledger
-from pipeline.llm.limiter import Limiter, make_limiter
+from pipeline.llm.limiter import Limiter
+from pipeline.llm.limiters import make_limiter
 from pipeline.llm.pricing import estimate_message_tokens, model_info
 from pipeline.llm.prompts import VocabularySampler, load_prompts, reask_message, render_messages
 from pipeline.llm.provider import Provider
@@ -36,18 +41,6 @@ from pipeline.llm.validate import (SCHEMA_VERSION, AnswerError, check_answer, cr
                                    reasons_for_reask)
 
 __all__ = ["LLMBackend", "Unit"]
-
-
-@dataclass
-class Unit:
-    """One prompt of one request."""
-
-    req: FillRequest
-    levels: tuple[MaskedLevel, ...]
-    messages: list[dict[str, str]]
-    body: dict[str, Any]
-    key: str
-    uid: str
 
 
 @dataclass
@@ -79,19 +72,19 @@ class LLMBackend:
         _, self.prior = read_ledger(self.ledger_path)
         self.ledger = Ledger(self.ledger_path)
         self.limiter: Any = limiter or make_limiter(cfg.limits, provider.name, self.model)
-        self.caller = Caller(self)
-        self.batch: Any = None
-        if cfg.batch.enabled:
-            from pipeline.llm.batch import BatchCollector
-
-            self.batch = BatchCollector(self)
+        #: what the caller and the sender see of this backend (they never hold the backend itself)
+        self.ctx = CallContext(name, self.model, cfg, provider, self.limiter, self.ledger, self.cache, self.info,
+                               self.prior, self.workdir)
+        #: direct requests, or provider batches with ``batch.enabled`` (same units, re-asks and ledger)
+        self.sender: Sender = BatchCollector(self.ctx) if cfg.batch.enabled else DirectSender()
+        self.caller = Caller(self.ctx, self.sender)
         #: sampling settings that shape answers or their validation, hashed even when a provider omits them
         self._sampling = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens,
                           "seed": cfg.seed, "json_mode": cfg.json_mode, "max_words_per_mask": cfg.max_words_per_mask}
         self.cache_hits = 0
         self.rows_valid = 0
         self.rows_invalid = 0
-        #: rows the provider never answered, by cause (``pipeline.llm.calls.UNANSWERED_CAUSES``)
+        #: rows the provider never answered, by cause (``pipeline.llm.caller.UNANSWERED_CAUSES``)
         self.unanswered: Counter[str] = Counter()
         self.reasks = 0
         self._t0 = time.perf_counter()
@@ -167,9 +160,7 @@ class LLMBackend:
                     bar.set_postfix(spent=f"${self.caller.spent_usd:.4f}", calls=self.caller.sent,
                                     r429=self.caller.counters["http_429"], refresh=False)
 
-        if self.batch is not None:
-            return await self.batch.run([one(u) for u in todo])
-        return await asyncio.gather(*(one(u) for u in todo), return_exceptions=True)
+        return await self.caller.run([one(u) for u in todo])
 
     async def _run_unit(self, unit: Unit) -> UnitResult:
         """Ask, validate, re-ask with the reasons; cache the result when every level is valid."""

@@ -14,16 +14,14 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pipeline.llm.calls import CallResult
+from pipeline.llm.caller import CallResult, Caller
+from pipeline.llm.context import CallContext, Unit
 from pipeline.llm.provider import BatchLine
-
-if TYPE_CHECKING:
-    from pipeline.llm.runner import LLMBackend, Unit
 
 __all__ = ["BatchCollector", "read_states"]
 
@@ -53,20 +51,22 @@ def read_states(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 
 class BatchCollector:
-    """Turns the calls of concurrently running units into provider batches."""
+    """The batch ``Sender`` (``pipeline.llm.caller``): turns the calls of concurrently running units into batches."""
 
-    def __init__(self, backend: LLMBackend) -> None:
-        self.b = backend
-        self.dir = backend.workdir / "batches"
+    def __init__(self, ctx: CallContext) -> None:
+        self.ctx = ctx
+        self.dir = ctx.workdir / "batches"
         self.queue: dict[str, _Pending] = {}
         self.active = 0
         self.waiting = 0
         self.submitted = 0
         self.adopted = 0
         self._event: asyncio.Event | None = None
+        self._caller: Caller | None = None
 
-    async def run(self, coros: list[Awaitable[Any]]) -> list[Any]:
+    async def run(self, caller: Caller, coros: Sequence[Awaitable[Any]]) -> list[Any]:
         """Run unit coroutines to the end, submitting a batch whenever all of them wait on calls."""
+        self._caller = caller
         self._event = asyncio.Event()
         self.active = len(coros)
 
@@ -85,13 +85,13 @@ class BatchCollector:
                 await self._round()
         return list(await asyncio.gather(*tasks, return_exceptions=True))
 
-    async def call(self, unit: Unit, call: str, body: dict[str, Any], est_in: int, ask: int) -> CallResult:
+    async def send(self, caller: Caller, unit: Unit, call: str, body: dict[str, Any], est_in: int,
+                   ask: int) -> CallResult:
         """Queue one call for the next batch; resubmit errored/expired lines up to ``max_resubmits`` times."""
-        caller = self.b.caller
         reason = cause = ""
-        rounds = self.b.cfg.batch.max_resubmits + 1
+        rounds = self.ctx.cfg.batch.max_resubmits + 1
         for attempt in range(rounds):
-            caller.check_budget(est_in, self.b.cfg.max_tokens)
+            caller.check_budget(est_in, self.ctx.cfg.max_tokens)
             fut: asyncio.Future[BatchLine] = asyncio.get_running_loop().create_future()
             self.queue.setdefault(call, _Pending(unit, body, ask)).futures.append(fut)
             self.waiting += 1
@@ -105,7 +105,7 @@ class BatchCollector:
             if line.reply is not None and line.reply.finish == "refusal":
                 return CallResult(None, "the model refused to answer", attempt + 1)
             if line.reply is None:  # a line that errored or expired was never answered
-                reason = self.b.provider.scrub(line.error)
+                reason = self.ctx.provider.scrub(line.error)
                 cause = "expired" if "expired" in line.error.lower() else "no_answer"
             else:  # a cut reply was answered
                 reason, cause = f"the reply was cut ({line.reply.finish})", ""
@@ -153,43 +153,49 @@ class BatchCollector:
         # through its metadata; a kill before the id is recorded still finds it through this state file
         nonce = f"{time.time_ns()}-{os.getpid()}"
         digest = hashlib.sha256(("".join(sorted(fresh)) + nonce).encode()).hexdigest()[:16]
-        state = {"provider": self.b.provider.name, "model": self.b.model, "status": "preparing", "batch_id": None,
+        state = {"provider": self.ctx.provider.name, "model": self.ctx.model, "status": "preparing", "batch_id": None,
                  "metadata": {"shine_state": digest}, "created_at": round(time.time(), 3),
                  "custom_ids": {f"c{call[:40]}": call for call in fresh},
                  "qids": {f"c{call[:40]}": p.unit.uid for call, p in fresh.items()}}
-        path = self.dir / f"{self.b.provider.name}-{digest}.json"
+        path = self.dir / f"{self.ctx.provider.name}-{digest}.json"
         _write_json(path, state)
         return path, state
 
     async def _submit(self, path: Path, state: dict[str, Any], queue: dict[str, _Pending]) -> None:
         # a kill between submit and recording the id leaves "preparing": look for the batch by its metadata first
-        found = await self.b.provider.batch_find(state["metadata"])
+        found = await self.ctx.provider.batch_find(state["metadata"])
         if found is None:
             bodies = {cid: queue[call].body for cid, call in state["custom_ids"].items() if call in queue}
             state["custom_ids"] = {cid: call for cid, call in state["custom_ids"].items() if cid in bodies}
-            found = await self.b.provider.batch_submit(bodies, state["metadata"])
+            found = await self.ctx.provider.batch_submit(bodies, state["metadata"])
             self.submitted += 1
-            self.b.caller.sent += len(bodies)
+            self._accounts().sent += len(bodies)
         state["batch_id"], state["status"] = found, "submitted"
         state["submitted_at"] = round(time.time(), 3)
         _write_json(path, state)
 
     async def _wait(self, batch_id: str) -> list[BatchLine]:
         while True:
-            status, done = await self.b.provider.batch_poll(batch_id)
+            status, done = await self.ctx.provider.batch_poll(batch_id)
             if done:
-                return await self.b.provider.batch_results(batch_id)
-            await asyncio.sleep(self.b.cfg.batch.poll_interval)
+                return await self.ctx.provider.batch_results(batch_id)
+            await asyncio.sleep(self.ctx.cfg.batch.poll_interval)
+
+    def _accounts(self) -> Caller:
+        # the caller whose units this collector runs (set by run(); rounds only happen inside it)
+        if self._caller is None:
+            raise RuntimeError("BatchCollector: a batch round outside run()")
+        return self._caller
 
     def _record(self, state: dict[str, Any], lines: dict[str, BatchLine], queue: dict[str, _Pending]) -> None:
-        caller = self.b.caller
+        caller = self._accounts()
         for cid, call in state["custom_ids"].items():
             line, pending = lines[call], queue.get(call)
             if pending is None:
                 continue  # a call of another run's unit set: its own run records it
             if line.reply is None:
                 caller.record(pending.unit, call, "batch_error", 0, pending.ask, False,
-                              error=self.b.provider.scrub(line.error)[:300],
+                              error=self.ctx.provider.scrub(line.error)[:300],
                               batch_id=state["batch_id"])
                 continue
             cost = caller.bill(line.reply)

@@ -4,32 +4,40 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-import httpx2
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from pipeline.errors import TransientBackendError
-from pipeline.llm.provider import Provider, Reply, status_error
+from pipeline.errors import BackendError, TransientBackendError
+from pipeline.llm.provider import Provider, Reply, status_error, unknown_sdk_error
 
 __all__ = ["GeminiProvider", "translate_gemini_error"]
 
-_TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException, TimeoutError)
-_CONNECTION = (httpx.TransportError, httpx2.TransportError, ConnectionError)
+#: google-genai sends through httpx or httpx2 (its own dependency, not ours): their exceptions are matched by class
+#: name along the MRO, so neither package is imported here (``httpx.ConnectTimeout`` is both; timeout wins)
+_HTTP_KINDS = (("TimeoutException", "timeout"), ("TransportError", "connection"))
 
 
-def translate_gemini_error(exc: Exception) -> Exception:
-    """The pipeline error for an exception of the google-genai SDK or its HTTP client."""
+def _http_kind(exc: BaseException) -> str:
+    """"timeout" / "connection" for an httpx or httpx2 transport exception (or the builtin ones), else ""."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    names = {cls.__name__ for cls in type(exc).__mro__ if cls.__module__.split(".")[0] in {"httpx", "httpx2"}}
+    for name, kind in _HTTP_KINDS:
+        if name in names:
+            return kind
+    return "connection" if isinstance(exc, ConnectionError) else ""
+
+
+def translate_gemini_error(exc: Exception) -> BackendError:
+    """The pipeline error for an exception of the google-genai SDK or its HTTP client; never the SDK's own."""
     if isinstance(exc, genai_errors.APIError):
         headers = dict(getattr(exc.response, "headers", {}) or {})
         return status_error(int(exc.code or 500), str(exc.message or exc), headers)
-    for classes, kind in ((_TIMEOUTS, "timeout"), (_CONNECTION, "connection"), ((ValueError,), "malformed")):
-        if isinstance(exc, classes):
-            err = TransientBackendError(f"{kind}: {type(exc).__name__}: {exc}")
-            err.kind = kind  # type: ignore[attr-defined]
-            return err
-    return exc
+    kind = _http_kind(exc) or ("malformed" if isinstance(exc, ValueError) else "")
+    if kind:
+        return TransientBackendError(f"{kind}: {type(exc).__name__}: {exc}", kind=kind)
+    return unknown_sdk_error(exc)
 
 
 #: Gemini's length and block reasons; every other reason (STOP, OTHER, unknown) is a complete reply

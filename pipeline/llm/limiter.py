@@ -6,9 +6,9 @@ limits also keep the send times of their last N grants (``WindowLog``), so at N 
 window ever holds more than N sends (a bucket alone lets its initial burst through on top of N). A 429's
 ``Retry-After`` or an exhausted ``x-ratelimit-remaining-*`` header pauses every caller, not just the one that got it.
 
-``Limiter`` is the small interface the runner uses; ``make_limiter`` picks ``AsyncLimiter`` (this process) or,
-with ``limits.shared: prefect``, ``pipeline.llm.shared_limiter.PrefectLimiter`` (every worker against one Prefect
-server shares the provider's per-minute limits).
+``Limiter`` is the small interface the caller uses; ``pipeline.llm.limiters.make_limiter`` picks ``AsyncLimiter``
+(this process) or, with ``limits.shared: prefect``, ``pipeline.llm.shared_limiter.PrefectLimiter`` (every worker
+against one Prefect server shares the provider's per-minute limits).
 
 >>> parse_reset("6m0.5s"), parse_reset("120ms"), parse_reset("2")
 (360.5, 0.12, 2.0)
@@ -29,7 +29,7 @@ from typing import Protocol
 
 from pipeline.llm.config import LimitConfig
 
-__all__ = ["Limiter", "Slot", "AsyncLimiter", "TokenBucket", "WindowLog", "make_limiter", "parse_reset",
+__all__ = ["Limiter", "Slot", "AsyncLimiter", "TokenBucket", "WindowLog", "parse_reset",
            "retry_after_seconds"]
 
 
@@ -274,12 +274,3 @@ class AsyncLimiter:
                     # a floor keeps a float-rounded remainder from spinning without the clock moving
                     await self.sleep(max(wait, 1e-6))
             yield _Reservation(self, tokens_in, tokens_out)
-
-
-def make_limiter(cfg: LimitConfig, provider: str, model: str) -> Limiter:
-    """The limiter ``cfg.shared`` selects for one (provider, model)."""
-    if cfg.shared == "prefect":
-        from pipeline.llm.shared_limiter import PrefectLimiter
-
-        return PrefectLimiter(cfg, provider, model)  # type: ignore[return-value]
-    return AsyncLimiter(cfg)  # type: ignore[return-value]

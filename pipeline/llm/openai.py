@@ -8,31 +8,25 @@ from typing import Any
 
 import openai
 
-from pipeline.errors import TransientBackendError
-from pipeline.llm.provider import BatchLine, Provider, Reply, RowError, parse_raw, status_error
+from pipeline.errors import BackendError, RowError, TransientBackendError
+from pipeline.llm.provider import BatchLine, Provider, Reply, parse_raw, status_error, unknown_sdk_error
 
 __all__ = ["OpenAIProvider", "translate_openai_error", "parse_chat_completion"]
 
 _BATCH_ENDPOINT = "/v1/chat/completions"
 
 
-def translate_openai_error(exc: Exception) -> Exception:
-    """The pipeline error for an exception of the openai SDK (one boundary, per STYLE)."""
+def translate_openai_error(exc: Exception) -> BackendError:
+    """The pipeline error for an exception of the openai SDK (one boundary, per STYLE); never the SDK's own."""
     if isinstance(exc, openai.APIStatusError):
         return status_error(exc.status_code, str(exc.message), dict(exc.response.headers))
-    if isinstance(exc, openai.APITimeoutError):
-        err = TransientBackendError(f"timeout: {exc}")
-        err.kind = "timeout"  # type: ignore[attr-defined]
-        return err
+    if isinstance(exc, openai.APITimeoutError):  # a subclass of APIConnectionError: checked first
+        return TransientBackendError(f"timeout: {exc}", kind="timeout")
     if isinstance(exc, openai.APIConnectionError):
-        err = TransientBackendError(f"connection error: {exc}")
-        err.kind = "connection"  # type: ignore[attr-defined]
-        return err
+        return TransientBackendError(f"connection error: {exc}", kind="connection")
     if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
-        err = TransientBackendError(f"malformed response: {exc}")
-        err.kind = "malformed"  # type: ignore[attr-defined]
-        return err
-    return exc
+        return TransientBackendError(f"malformed response: {exc}", kind="malformed")
+    return unknown_sdk_error(exc)
 
 
 def parse_chat_completion(data: Any, headers: dict[str, str]) -> Reply:

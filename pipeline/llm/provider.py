@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from pipeline.errors import BackendError, FatalBackendError, TransientBackendError
+from pipeline.errors import BackendError, FatalBackendError, RowError, TransientBackendError
 from pipeline.llm.config import LLMConfig
 from pipeline.llm.limiter import retry_after_seconds
 from pipeline.llm.secrets import Scrubber, env_value, redact_url, strip_userinfo
 
-__all__ = ["Reply", "RowError", "Provider", "BatchLine", "status_error", "parse_raw"]
+__all__ = ["Reply", "RowError", "Provider", "BatchLine", "status_error", "unknown_sdk_error", "parse_raw"]
 
 
 @dataclass
@@ -49,10 +49,6 @@ class BatchLine:
     error: str = ""
 
 
-class RowError(BackendError):
-    """The provider rejected this one request (400, 422, content policy): retrying cannot help."""
-
-
 async def parse_raw(raw: Any) -> Any:
     """The parsed body of an SDK ``with_raw_response`` reply.
 
@@ -66,14 +62,28 @@ def status_error(status: int, message: str, headers: Mapping[str, str]) -> Backe
     """The pipeline error for an HTTP status (409/429/5xx transient; 401/403/404 fatal; other 4xx per row)."""
     text = f"HTTP {status}: {message[:300]}"
     if status in {408, 409, 429} or status >= 500:
-        err: BackendError = TransientBackendError(text, retry_after=retry_after_seconds(headers))
-    elif status in {401, 403, 404}:
-        err = FatalBackendError(text)
-    else:
-        err = RowError(text)
-    err.status = status  # type: ignore[attr-defined]
-    err.headers = dict(headers)  # type: ignore[attr-defined]
-    return err
+        return TransientBackendError(text, retry_after=retry_after_seconds(headers), status=status, headers=headers)
+    if status in {401, 403, 404}:
+        return FatalBackendError(text, status=status, headers=headers)
+    return RowError(text, status=status, headers=headers)
+
+
+def unknown_sdk_error(exc: BaseException) -> BackendError:
+    """The pipeline error for an SDK exception no ``translate_*_error`` rule knows (a new SDK class, a bug).
+
+    With an HTTP status (``status_code`` as in openai/anthropic, ``code`` as in google-genai) it is judged like
+    any reply of that status; otherwise it becomes a plain ``BackendError`` that names the SDK type: it stops the
+    run as the foreign exception did, but as one of our errors (one boundary; the CLI prints it as one line).
+    """
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int):
+        status = getattr(exc, "code", None)
+    if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None) or {}
+        return status_error(status, str(getattr(exc, "message", None) or exc), dict(headers))
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return BackendError(f"unexpected {name}: {exc}", kind=type(exc).__name__)
 
 
 class Provider(ABC):

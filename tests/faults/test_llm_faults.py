@@ -22,7 +22,7 @@ from pipeline.llm.testing import ProviderServer
 from pipeline.llm.testing.server import FaultPlan
 from tests.faults.harness import (EXIT_OK, EXIT_USAGE, CliResult, assert_one_line_error, assert_unchanged, cli_env,
                                   run_cli, snapshot)
-from tests.llm.helpers import SECRETS
+from tests.pipeline.llm.helpers import SECRETS
 
 pytestmark = pytest.mark.slow
 

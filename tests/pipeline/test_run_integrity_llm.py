@@ -25,7 +25,7 @@ from pipeline.llm.testing import ProviderServer
 from pipeline.llm.testing.server import FaultPlan
 from pipeline.run_lock import INFO_NAME
 from tests.faults.harness import EXIT_IN_USE, EXIT_INCOMPLETE, assert_one_line_error, cli_env, run_cli
-from tests.llm.helpers import SECRETS
+from tests.pipeline.llm.helpers import SECRETS
 
 N = 12  # queries (x 3 levels = 36 rows), in 3 chunks of 4
 

@@ -11,15 +11,38 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+import random
+import threading
+from collections import Counter
+from typing import Any, Protocol
 
 from pipeline.llm.testing.fill import answer, count_tokens, parse_prompt
 from pipeline.llm.testing.http import Request, Response
 
-if TYPE_CHECKING:
-    from pipeline.llm.testing.server import ProviderServer
+__all__ = ["match", "route_name", "ROUTES", "ServerState"]
 
-__all__ = ["match", "route_name", "ROUTES"]
+
+class ServerState(Protocol):
+    """What the handlers use of the server (``pipeline.llm.testing.server.ProviderServer`` has it all).
+
+    A protocol here, so that the server imports its routes and the routes never import the server.
+    """
+
+    latency_s: float
+    batch_delay_s: float
+    batch_expire: float
+    lock: threading.Lock
+    rng: random.Random
+    counts: Counter[str]
+    answered: list[str]
+    files: dict[str, bytes]
+    batches: dict[str, dict[str, Any]]
+
+    def next_fault(self) -> str: ...
+
+    def admit(self, tokens: int) -> float: ...
+
+    def limit_headers(self, style: str) -> dict[str, str]: ...
 
 _ERRORS = {
     "openai": lambda code, kind, msg: {"error": {"message": msg, "type": kind, "param": None, "code": kind}},
@@ -69,7 +92,7 @@ def produce(style: str, model: str, messages: list[tuple[str, str]], max_tokens:
             "modelVersion": model, "responseId": rid}
 
 
-async def complete(srv: ProviderServer, style: str, model: str, messages: list[tuple[str, str]],
+async def complete(srv: ServerState, style: str, model: str, messages: list[tuple[str, str]],
                    max_tokens: int) -> Response:
     """A synchronous completion: rate limits first, then latency and faults, then the reply."""
     p_tok = count_tokens("".join(t for _, t in messages))
@@ -111,18 +134,18 @@ def _anthropic_messages(body: dict[str, Any]) -> list[tuple[str, str]]:
     return [("system", system)] + _openai_messages(body)
 
 
-async def openai_chat(srv: ProviderServer, req: Request) -> Response:
+async def openai_chat(srv: ServerState, req: Request) -> Response:
     body = req.json()
     return await complete(srv, "openai", body["model"], _openai_messages(body),
                           int(body.get("max_completion_tokens") or body.get("max_tokens") or 4096))
 
 
-async def anthropic_messages(srv: ProviderServer, req: Request) -> Response:
+async def anthropic_messages(srv: ServerState, req: Request) -> Response:
     body = req.json()
     return await complete(srv, "anthropic", body["model"], _anthropic_messages(body), int(body["max_tokens"]))
 
 
-async def gemini_generate(srv: ProviderServer, req: Request, model: str) -> Response:
+async def gemini_generate(srv: ServerState, req: Request, model: str) -> Response:
     body = req.json()
     cfg = body.get("generationConfig") or {}
     system = "".join(p.get("text", "") for p in (body.get("systemInstruction") or {}).get("parts", []))
@@ -132,7 +155,7 @@ async def gemini_generate(srv: ProviderServer, req: Request, model: str) -> Resp
 
 
 # --- OpenAI files + batches
-async def openai_file_create(srv: ProviderServer, req: Request) -> Response:
+async def openai_file_create(srv: ServerState, req: Request) -> Response:
     raw = f"content-type: {req.headers['content-type']}\r\n\r\n".encode() + req.body
     msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
     fields = {part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
@@ -143,13 +166,13 @@ async def openai_file_create(srv: ProviderServer, req: Request) -> Response:
                              "filename": "batch.jsonl", "purpose": fields["purpose"].decode(), "status": "processed"})
 
 
-async def openai_file_content(srv: ProviderServer, req: Request, fid: str) -> Response:
+async def openai_file_content(srv: ServerState, req: Request, fid: str) -> Response:
     if fid not in srv.files:
         return _error("openai", 404, "not_found", f"no file {fid}")
     return Response(200, srv.files[fid], {"content-type": "application/octet-stream"})
 
 
-def _batch_lines(srv: ProviderServer, style: str, items: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str, Any]]:
+def _batch_lines(srv: ServerState, style: str, items: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str, Any]]:
     """(custom_id, outcome, payload): outcome is ok, error or expired."""
     out = []
     for cid, body in items:
@@ -168,7 +191,7 @@ def _batch_lines(srv: ProviderServer, style: str, items: list[tuple[str, dict[st
     return out
 
 
-def _openai_finish(srv: ProviderServer, batch: dict[str, Any]) -> None:
+def _openai_finish(srv: ServerState, batch: dict[str, Any]) -> None:
     items = [json.loads(line) for line in srv.files[batch["input_file_id"]].decode().splitlines() if line.strip()]
     results = _batch_lines(srv, "openai", [(it["custom_id"], it["body"]) for it in items])
     ok, err = [], []
@@ -193,7 +216,7 @@ def _openai_finish(srv: ProviderServer, batch: dict[str, Any]) -> None:
                  request_counts={"total": len(results), "completed": len(ok), "failed": len(err)})
 
 
-async def openai_batch_create(srv: ProviderServer, req: Request) -> Response:
+async def openai_batch_create(srv: ServerState, req: Request) -> Response:
     body = req.json()
     bid = f"batch_{uuid.uuid4().hex[:16]}"
     now = int(time.time())
@@ -211,11 +234,11 @@ def _public(batch: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in batch.items() if not k.startswith("_")}
 
 
-def _due(srv: ProviderServer, batch: dict[str, Any]) -> bool:
+def _due(srv: ServerState, batch: dict[str, Any]) -> bool:
     return time.monotonic() - batch["_t"] >= srv.batch_delay_s
 
 
-async def openai_batch_get(srv: ProviderServer, req: Request, bid: str) -> Response:
+async def openai_batch_get(srv: ServerState, req: Request, bid: str) -> Response:
     batch = srv.batches.get(bid)
     if batch is None or batch["_style"] != "openai":
         return _error("openai", 404, "not_found", f"no batch {bid}")
@@ -224,7 +247,7 @@ async def openai_batch_get(srv: ProviderServer, req: Request, bid: str) -> Respo
     return Response.of_json(_public(batch))
 
 
-async def openai_batch_list(srv: ProviderServer, req: Request) -> Response:
+async def openai_batch_list(srv: ServerState, req: Request) -> Response:
     data = [_public(b) for b in reversed(list(srv.batches.values())) if b["_style"] == "openai"]
     return Response.of_json({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
                              "last_id": data[-1]["id"] if data else None, "has_more": False})
@@ -235,7 +258,7 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-async def anthropic_batch_create(srv: ProviderServer, req: Request) -> Response:
+async def anthropic_batch_create(srv: ServerState, req: Request) -> Response:
     body = req.json()
     bid = f"msgbatch_{uuid.uuid4().hex[:16]}"
     now = time.time()
@@ -249,7 +272,7 @@ async def anthropic_batch_create(srv: ProviderServer, req: Request) -> Response:
     return Response.of_json(_public(srv.batches[bid]))
 
 
-async def anthropic_batch_get(srv: ProviderServer, req: Request, bid: str) -> Response:
+async def anthropic_batch_get(srv: ServerState, req: Request, bid: str) -> Response:
     batch = srv.batches.get(bid)
     if batch is None or batch["_style"] != "anthropic":
         return _error("anthropic", 404, "not_found_error", f"no batch {bid}")
@@ -272,7 +295,7 @@ async def anthropic_batch_get(srv: ProviderServer, req: Request, bid: str) -> Re
     return Response.of_json(_public(batch))
 
 
-async def anthropic_batch_results(srv: ProviderServer, req: Request, bid: str) -> Response:
+async def anthropic_batch_results(srv: ServerState, req: Request, bid: str) -> Response:
     batch = srv.batches.get(bid)
     if batch is None or "_results" not in batch:
         return _error("anthropic", 404, "not_found_error", f"no results for {bid}")

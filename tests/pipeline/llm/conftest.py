@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.llm import make_llm_backend
 from pipeline.llm.testing import ProviderServer
-from tests.llm.helpers import SECRETS, backend_config, dictionary
+from tests.pipeline.llm.helpers import SECRETS, backend_config, dictionary
 
 
 @pytest.fixture(autouse=True)

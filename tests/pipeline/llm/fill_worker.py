@@ -1,6 +1,6 @@
 """Subprocess body of the kill -9 tests: fill N synthetic requests against a running provider server.
 
-    python -m tests.llm.fill_worker NAME URL WORKDIR CACHE N
+    python -m tests.pipeline.llm.fill_worker NAME URL WORKDIR CACHE N
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from pipeline.llm import make_llm_backend
-from tests.llm.helpers import backend_config, dictionary, make_requests
+from tests.pipeline.llm.helpers import backend_config, dictionary, make_requests
 
 
 def main() -> None:

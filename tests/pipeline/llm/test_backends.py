@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.backends.base import FillResponse, fill_all
 from pipeline.llm import LLM_BACKENDS
-from tests.llm.helpers import make_requests
+from tests.pipeline.llm.helpers import make_requests
 
 
 @pytest.mark.parametrize("name", LLM_BACKENDS)
@@ -31,7 +31,7 @@ def test_backend_fills_every_level_validly(name, server, run_fill):
 
 def test_fill_all_uses_fill_batch(server, run_fill, tmp_path):
     from pipeline.llm import make_llm_backend
-    from tests.llm.helpers import backend_config, dictionary
+    from tests.pipeline.llm.helpers import backend_config, dictionary
     import asyncio
 
     backend = make_llm_backend(backend_config("openai", server.url, tmp_path), dictionary(), tmp_path / "r")

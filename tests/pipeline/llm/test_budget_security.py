@@ -12,7 +12,7 @@ from pipeline.config import BackendConfig
 from pipeline.errors import ConfigError
 from pipeline.llm import make_llm_backend
 from pipeline.llm.ledger import read_ledger
-from tests.llm.helpers import SECRETS, backend_config, dictionary, make_requests
+from tests.pipeline.llm.helpers import SECRETS, backend_config, dictionary, make_requests
 
 
 def _unanswered(responses):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.llm.helpers import make_requests
+from tests.pipeline.llm.helpers import make_requests
 
 
 def test_warm_rerun_makes_zero_calls(server, run_fill, tmp_path):

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from pipeline.llm.ledger import read_ledger
-from tests.llm.helpers import SECRETS
-from tests.llm.test_resume import _ok_count, _wait_for
+from tests.pipeline.llm.helpers import SECRETS
+from tests.pipeline.llm.test_resume import _ok_count, _wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _cli(url: str, inp: Path, out: Path, cache: Path) -> list[str]:

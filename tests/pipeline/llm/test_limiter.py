@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.llm import AsyncLimiter, LimitConfig
 from pipeline.llm.limiter import parse_reset, retry_after_seconds
-from tests.llm.helpers import FakeClock, make_requests
+from tests.pipeline.llm.helpers import FakeClock, make_requests
 
 
 @pytest.mark.parametrize(("hold_s", "peak_expected"), [(0.005, 1), (0.1, 4)])

@@ -12,14 +12,14 @@ from pathlib import Path
 
 from pipeline.llm.batch import read_states
 from pipeline.llm.ledger import read_ledger
-from tests.llm.helpers import SECRETS, make_requests
+from tests.pipeline.llm.helpers import SECRETS, make_requests
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _spawn(name: str, url: str, tmp: Path, n: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, **SECRETS, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "tests.llm.fill_worker", name, url, str(tmp / "run"),
+    return subprocess.Popen([sys.executable, "-m", "tests.pipeline.llm.fill_worker", name, url, str(tmp / "run"),
                              str(tmp / "cache"), str(n)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
 

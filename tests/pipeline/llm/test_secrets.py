@@ -19,7 +19,7 @@ from pipeline.errors import ConfigError
 from pipeline.llm import check_llm_config, make_llm_backend
 from pipeline.llm.secrets import SECRET_ENV_PREFIX, move_secrets_to_env
 from tests.faults.harness import cli_env, run_cli
-from tests.llm.helpers import SECRETS, backend_config, dictionary, make_requests
+from tests.pipeline.llm.helpers import SECRETS, backend_config, dictionary, make_requests
 
 # assembled at run time, like the fake keys, so no committed line looks like a credential
 HEADER_SECRET = "Bearer " + "proxy-SECRET-" + "7c1d2e3f4a5b"

@@ -24,9 +24,9 @@ from pipeline.llm.config import LimitConfig
 from pipeline.llm.ledger import read_ledger
 from pipeline.llm.shared_limiter import shared_limit_specs
 from pipeline.llm.testing import ProviderServer
-from tests.llm.helpers import SECRETS
+from tests.pipeline.llm.helpers import SECRETS
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PREFECT = Path(sys.executable).parent / "prefect"
 RPM = 120  # 2 requests/s for both workers together
 TPM = 600_000

@@ -8,7 +8,8 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.llm.config import LimitConfig, parse_llm_config
-from pipeline.llm.limiter import AsyncLimiter, make_limiter
+from pipeline.llm.limiter import AsyncLimiter
+from pipeline.llm.limiters import make_limiter
 from pipeline.llm.shared_limiter import PrefectLimiter, ensure_shared_limits, shared_limit_specs
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.llm import AsyncLimiter, LimitConfig
 from pipeline.llm.ledger import read_ledger
-from tests.llm.helpers import FakeClock, make_requests
+from tests.pipeline.llm.helpers import FakeClock, make_requests
 
 FAST = {"retry": {"max_retries": 1, "max_rate_limit_retries": 1, "backoff_base": 0.0, "backoff_max": 0.0}}
 
