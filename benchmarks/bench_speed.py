@@ -4,8 +4,9 @@
 (SlowFast + CLIP + 2 TEF), 16 tokens of 512-d text, 3 hard negatives of 16 tokens, hidden 256, 10 queries,
 2/2 layers, aux loss, AdamW, grad clip 0.1. A step is the trainer's own :func:`trainer.engine.train_step`:
 forward + criterion (Hungarian matching and the localisation losses included) + backward + clip + AdamW, on a
-batch built by the trainer's collate. ``fp32`` is ``optim.amp=off``; ``fast`` is ``optim.amp=auto`` (bf16
-autocast on CPUs with AVX512_BF16/AMX, bf16/fp16 AMP on CUDA). Both use the fused AdamW of
+batch built by the trainer's collate. ``fp32`` is ``optim.amp=off``; ``fast`` is ``optim.amp=--amp`` (default
+bf16: the opt-in bf16 autocast, fast on CPUs with AVX512_BF16/AMX; fp16 with a GradScaler on CUDA). Both use the
+fused AdamW of
 :func:`trainer.build.build_optimizer`. The paths of one model alternate step by step, so both see the same
 machine state; medians of ``--steps`` after ``--warmup``.
 
@@ -32,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainer.build import build_model_and_criterion, build_optimizer, resolve_amp
+from trainer.build import build_model_and_criterion, build_optimizer, cpu_has_native_bf16, resolve_amp
 from trainer.config import TrainConfig
 from trainer.data.collate import Batch, Collator
 from trainer.data.dataset import GroundingItem
@@ -148,8 +149,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
-    parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16"],
-                        help="optim.amp of the fast path (auto: what training picks on this device)")
+    parser.add_argument("--amp", default="bf16", choices=["auto", "bf16", "fp16"],
+                        help="optim.amp of the fast path (bf16: opt-in on CPU; auto: fp16 on CUDA, fp32 on CPU)")
     parser.add_argument("--levers", action="store_true", help="also time the levers one by one")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile on the fast path")
     args = parser.parse_args()
@@ -192,6 +193,7 @@ def main() -> None:
         result["compile"] = compiled
     result.update({
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
         "steps": args.steps, "warmup": args.warmup, "statistic": "median",
     })

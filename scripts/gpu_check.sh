@@ -5,7 +5,7 @@
 # artifacts/gpu-check) and prints a summary at the end. About 5-8 minutes on one H100/H200-class GPU:
 #
 #   1. tests/trainer/test_amp.py (its CUDA cases run only here: fp16 + GradScaler and bf16 steps, numerics vs fp32)
-#   2. benchmarks/bench_speed.py --device cuda: fp32 vs AMP (auto = bf16 where supported), and vs fp16 + GradScaler
+#   2. benchmarks/bench_speed.py --device cuda: fp32 vs bf16 autocast, and fp32 vs fp16 + GradScaler (= auto)
 #   3. benchmarks/bench_shine_step.py: SHINE / base step ratio (it adds the CUDA rows itself)
 #   4. a 2-epoch synthetic training on CUDA with AMP: QD-DETR + SHINE (oracle negatives) in fp16 + GradScaler,
 #      QD-DETR in bf16; each run's manifest must record the precision it used and its metrics.json must exist
@@ -30,8 +30,8 @@ step() { echo "== $(date -u +%H:%M:%S) $*" >&2; }
 step "1/4 tests/trainer/test_amp.py (CUDA cases included)"
 "$PY" -m pytest tests/trainer/test_amp.py -q -rs 2>&1 | tee "$OUT/test_amp.txt" | tail -5
 
-step "2/4 bench_speed on CUDA: fp32 vs auto AMP, fp32 vs fp16 + GradScaler"
-"$PY" benchmarks/bench_speed.py --config official --device cuda --amp auto --json "$OUT/bench_speed_cuda_auto.json" >/dev/null
+step "2/4 bench_speed on CUDA: fp32 vs bf16, fp32 vs fp16 + GradScaler"
+"$PY" benchmarks/bench_speed.py --config official --device cuda --amp bf16 --json "$OUT/bench_speed_cuda_bf16.json" >/dev/null
 "$PY" benchmarks/bench_speed.py --config official --device cuda --amp fp16 --json "$OUT/bench_speed_cuda_fp16.json" >/dev/null
 
 step "3/4 SHINE / base step ratio (bench_shine_step, CPU and CUDA rows)"
@@ -50,7 +50,7 @@ import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
 summary = {"device": (out / "device.txt").read_text().strip()}
-for name in ("auto", "fp16"):
+for name in ("bf16", "fp16"):
     r = json.loads((out / f"bench_speed_cuda_{name}.json").read_text())
     summary[f"bench_{name}"] = {"fp32": r["fp32"], "fast": r["fast"], "speedup": r["speedup_fast_over_fp32"],
                                 "shine_over_qd_detr": r.get("shine_over_qd_detr"), "fast_path": r["fast_path"]}

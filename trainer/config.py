@@ -117,8 +117,8 @@ class OptimConfig:
     eval_every: int = 1  # validate every N epochs
     seed: int = 2018  # seeds python, numpy, torch and the data order
     device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:N
-    #: mixed precision: auto (bf16 autocast on CPUs with native bf16, AVX512_BF16/AMX; bf16 on CUDA that supports
-    #: it, else fp16 + GradScaler; fp32 elsewhere), off (fp32), bf16, fp16 (CUDA only). Losses always run in fp32.
+    #: mixed precision: auto (fp16 autocast + GradScaler on CUDA, fp32 on CPU), off (fp32), bf16 (opt-in, CPU with
+    #: AVX512_BF16/AMX or CUDA; faster, but cost quality in docs/speed.md), fp16 (CUDA only). Losses always fp32.
     #: true/false of older configs mean auto/off.
     amp: Literal["auto", "off", "bf16", "fp16"] | bool = "auto"
     num_workers: int = 2  # DataLoader worker processes

@@ -68,7 +68,7 @@ class MomentDETR(GroundingModel):
         src, padding, pos = self._inputs(txt, src_txt_mask, vid, src_vid_mask)
         hs, memory = self.transformer(src, padding, self.query_embed.weight, pos)
         outputs_class = self.class_embed(hs)
-        outputs_coord = self.span_embed(hs).sigmoid()
+        outputs_coord = self.span_embed(hs).float().sigmoid()  # fp32 spans under autocast (bf16 quantises them)
         lv = vid.shape[1]
         out: dict[str, object] = {
             "pred_logits": outputs_class[-1],

@@ -65,8 +65,9 @@ class QDDETR(GroundingModel):
 
     def _score(self, memory_local: Tensor, memory_global: Tensor) -> Tensor:
         """(B, Lv, d), (B, d) -> (B, Lv): <proj1(clip), proj2(global)> / sqrt(d)."""
-        return (self.saliency_proj1(memory_local) * self.saliency_proj2(memory_global).unsqueeze(1)).sum(-1) \
-            / math.sqrt(self.hidden_dim)
+        # the product and sum in fp32 under autocast: SHINE ranks scores that differ by small margins
+        return (self.saliency_proj1(memory_local).float() * self.saliency_proj2(memory_global).float().unsqueeze(1)
+                ).sum(-1) / math.sqrt(self.hidden_dim)
 
     def _saliency(self, txt: Tensor, txt_mask: Tensor, vid: Tensor, vid_mask: Tensor) -> Tensor:
         local, global_, _ = self._encode(txt, txt_mask, vid, vid_mask, self._txt_pos(txt))
@@ -97,7 +98,7 @@ class QDDETR(GroundingModel):
             scores = self._score(local, global_)
         hs, reference = self.transformer.decode(local, self._padding(vid_mask), pos_vid, self.query_embed.weight)
         outputs_class = self.class_embed(hs)
-        outputs_coord = (self.span_embed(hs) + inverse_sigmoid(reference)).sigmoid()
+        outputs_coord = (self.span_embed(hs).float() + inverse_sigmoid(reference.float())).sigmoid()  # fp32 spans
         out: dict[str, object] = {
             "pred_logits": outputs_class[-1],
             "pred_spans": outputs_coord[-1],

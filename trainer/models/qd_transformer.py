@@ -211,7 +211,8 @@ class ConditionalDecoder(nn.Module):
                 sine = sine * width_ratio.unsqueeze(-1)
             output = layer(output, memory, memory_padding_mask, pos, query_pos, sine, is_first=i == 0)
             head = self.bbox_embed[i] if self.bbox_embed_diff_each_layer else self.bbox_embed
-            new_reference = (head(output)[..., :2] + inverse_sigmoid(reference)).sigmoid()
+            # fp32 under autocast: in bf16 the sigmoid / inverse-sigmoid chain quantises anchors near 0 and 1
+            new_reference = (head(output)[..., :2].float() + inverse_sigmoid(reference.float())).sigmoid()
             if i != last:
                 references.append(new_reference)
             # Detached as in DAB-DETR: later layers do not push gradients into earlier anchors.
