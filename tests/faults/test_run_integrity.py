@@ -25,6 +25,7 @@ from pipeline import steps, tables
 from pipeline.flow import resolve_config
 from pipeline.lineage import CHUNK_KEY, with_metadata
 from pipeline.run_lock import INFO_NAME
+from pipeline.quality.stage import quality_step
 from pipeline.stages import RunState
 from tests.faults.harness import (EXIT_BELOW_MIN_VALID, EXIT_IN_USE, ROOT, assert_one_line_error, assert_unchanged,
                                   cli_env, run_cli, snapshot)
@@ -58,6 +59,7 @@ def _build(out: Path, inp: Path, upto: str, stop_after: int = 0) -> None:
         steps.dictionary_step(state, cfg.dictionary)
         steps.masked_step(state, cfg.mask)
         steps.negatives_step(state, cfg.backend, cfg.mask, on_chunk=hook)
+        quality_step(state)  # the flow's last stage: a finished run directory holds quality.parquet
     except Interrupt:
         pass
 
