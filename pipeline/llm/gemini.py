@@ -54,7 +54,7 @@ class GeminiProvider(Provider):
         # v1beta: the Gemini Developer API version that has JSON mode and seeds; pinned, not left to the SDK
         opts = types.HttpOptions(base_url=self._base_url or None, api_version="v1beta", timeout=int(self.cfg.limits.timeout * 1000),
                                  headers=self._headers or None,
-                                 # one attempt: the runner owns retries (and the SDK's implicit ones sleep 1-10 s)
+                                 # one attempt: the caller owns retries (and the SDK's implicit ones sleep 1-10 s)
                                  retry_options=types.HttpRetryOptions(attempts=1))
         return genai.Client(api_key=self._api_key, http_options=opts)
 

@@ -1,6 +1,6 @@
 """The append-only ledger: one JSON line per attempt (billed or not) and per cache hit, in the run's directory.
 
-A billed answer is fsync'd before the runner moves on, with its text, so a run killed with ``kill -9`` and resumed
+A billed answer is fsync'd before the caller moves on, with its text, so a run killed with ``kill -9`` and resumed
 replays what it already paid for instead of asking again: no row is billed twice. A torn last line (the kill
 landed mid-write) is skipped on read.
 

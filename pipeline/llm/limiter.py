@@ -40,7 +40,7 @@ class Slot(Protocol):
 
 
 class Limiter(Protocol):
-    """What the runner needs from a limiter (local here; shared across workers later)."""
+    """What the caller needs from a limiter (``AsyncLimiter`` here, ``PrefectLimiter`` across workers)."""
 
     def reserve(self, tokens_in: int, tokens_out: int) -> AsyncIterator[Slot]: ...
 

@@ -1,8 +1,9 @@
 """The part of a backend that differs per provider: build the request body, send it through the SDK, parse.
 
-Everything else (limits, retries, cache, ledger, validation, budget) is the runner's. A provider translates its
-SDK's exceptions at this one boundary: ``TransientBackendError`` (retried), ``FatalBackendError`` (stops the run)
-or ``RowError`` (this request can never succeed; the row is kept invalid with the reason).
+Everything else (limits, retries, cache, ledger, validation, budget) belongs to the backend and its caller. A
+provider translates its SDK's exceptions at this one boundary, always into a ``pipeline.errors.BackendError``:
+``TransientBackendError`` (retried), ``FatalBackendError`` (stops the run), ``RowError`` (this request can never
+succeed; the row is kept invalid with the reason), or a plain ``BackendError`` for an SDK exception no rule knows.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ class Provider(ABC):
 
     @abstractmethod
     def make_client(self) -> Any:
-        """A new async SDK client with SDK retries off (the runner retries) and the configured timeout."""
+        """A new async SDK client with SDK retries off (the caller retries) and the configured timeout."""
 
     @abstractmethod
     def build_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
