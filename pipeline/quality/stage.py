@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from pipeline.quality.score import QualityConfig
+from pipeline.config import QualityConfig
 from pipeline.stages import RunState, StageReport, fingerprint, register_stage, run_whole, stage_logger
 
 __all__ = ["QUALITY_VERSION", "QUALITY_INPUTS", "quality_step"]
@@ -28,7 +28,8 @@ def quality_step(state: RunState, cfg: QualityConfig | None = None) -> StageRepo
 
     cfg = cfg or QualityConfig()
     out = state.out / "quality.parquet"
-    fp = fingerprint("quality", {"v": QUALITY_VERSION, "cfg": asdict(cfg),
+    settings = {k: v for k, v in asdict(cfg).items() if k != "enabled"}  # whether it runs is not what it writes
+    fp = fingerprint("quality", {"v": QUALITY_VERSION, "cfg": settings,
                                  **{name: state.input_sha(name) for name in QUALITY_INPUTS}})
     done = state.finished("quality", fp, out)
     if done is not None:

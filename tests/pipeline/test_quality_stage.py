@@ -90,3 +90,18 @@ def test_inspect_quality_without_table_is_one_line(run, tmp_path):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "has no quality.parquet" in lines[0]
+
+
+def test_quality_enabled_false_skips_the_stage(prefect_harness, shared_data, tmp_path):
+    """``--set quality.enabled=false`` ends the flow after negatives: no quality.parquet, no quality summary."""
+    from pipeline.flow import build_negatives
+
+    src = shared_data / "charades_cg" / "charades_cg_train.jsonl"
+    inp = tmp_path / "train.jsonl"
+    inp.write_text("\n".join(src.read_text().splitlines()[:10]) + "\n")
+    run = tmp_path / "run"
+    summary = build_negatives(out=str(run), dataset="charades-cg", inputs=[str(inp)],
+                              overrides={"quality": {"enabled": False}})
+    assert "quality" not in summary["stages"] and summary["quality"] is None
+    assert (run / "negatives.parquet").is_file() and not (run / "quality.parquet").exists()
+    assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
