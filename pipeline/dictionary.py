@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-__all__ = ["DICTIONARY_POS", "build_dictionary", "build_tagged_dictionary", "vocabulary_by_primitive"]
+__all__ = ["DICTIONARY_POS", "build_dictionary", "build_tagged_dictionary"]
 
 #: POS -> primitive type counted into D (pronouns are never dictionary words)
 DICTIONARY_POS: dict[str, str] = {
@@ -81,11 +81,3 @@ def build_tagged_dictionary(
     df = df.assign(_rank=df["primitive"].map(rank))
     df = df.sort_values(["_rank", "count", "word", "tag"], ascending=[True, False, True, True]).drop(columns="_rank")
     return df.reset_index(drop=True).astype({"count": "int64"})
-
-
-def vocabulary_by_primitive(dictionary: pd.DataFrame) -> dict[str, tuple[str, ...]]:
-    """Words of D grouped by primitive, each group in the dictionary's order."""
-    return {
-        prim: tuple(group["word"].tolist())
-        for prim, group in dictionary.groupby("primitive", sort=False)
-    }

@@ -22,6 +22,7 @@ from typing import Any
 from pipeline.llm.caller import CallResult, Caller
 from pipeline.llm.context import CallContext, Unit
 from pipeline.llm.provider import BatchLine
+from shine.files import atomic_path
 
 __all__ = ["BatchCollector", "read_states"]
 
@@ -35,12 +36,8 @@ class _Pending:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
 def read_states(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
