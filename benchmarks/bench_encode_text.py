@@ -35,7 +35,6 @@ def _maxrss_mb() -> float:
 def build_run(data_dir: Path, n: int, out: Path) -> Path:
     """queries.parquet + negatives.parquet of the first ``n`` Charades-CG train queries (random backend)."""
     from pipeline import steps
-    from pipeline.config import PipelineConfig
     from pipeline.stages import RunState
 
     src = data_dir / "charades_cg" / "charades_cg_train.jsonl"
@@ -43,12 +42,7 @@ def build_run(data_dir: Path, n: int, out: Path) -> Path:
     with open(src, encoding="utf-8") as fh:
         subset.write_text("".join(next(fh) for _ in range(n)), encoding="utf-8")
     run = out / "negrun"
-    state, cfg = RunState(run), PipelineConfig()
-    steps.load_step(state, [steps.InputSpec(path=subset)], cfg.load)
-    steps.pos_step(state, cfg.pos)
-    steps.dictionary_step(state, cfg.dictionary)
-    steps.masked_step(state, cfg.mask)
-    steps.negatives_step(state, cfg.backend, cfg.mask)
+    steps.run_stages(RunState(run), [steps.InputSpec(path=subset)])
     return run
 
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 from pipeline import tables
 from pipeline.backends.base import FillRequest, MaskedLevel, fill_all
 from pipeline.backends.registry import OFFLINE_BACKENDS, backend_inputs, make_backend
-from pipeline.config import BackendConfig, DictionaryConfig, LoadConfig, MaskConfig, PosConfig
+from pipeline.config import BackendConfig, DictionaryConfig, LoadConfig, MaskConfig, PipelineConfig, PosConfig
 from pipeline.dictionary import build_dictionary
 from pipeline.errors import DataError, IncompleteRunError
 from pipeline.lineage import check_together
@@ -42,6 +42,7 @@ __all__ = [
     "dictionary_step",
     "masked_step",
     "negatives_step",
+    "run_stages",
 ]
 
 #: bump a stage's version when its code changes what it writes: finished runs then recompute it
@@ -322,6 +323,27 @@ def negatives_step(
         )
     finally:
         _close_backend(backend)
+
+
+def run_stages(state: RunState, inputs: list[InputSpec], cfg: PipelineConfig | None = None,
+               until: str = "negatives") -> list[StageReport]:
+    """Run the stages from load up to ``until`` in this process, without Prefect (notebooks, tests, benchmarks).
+
+    The flow (``pipeline.flow``) runs the same functions as Prefect tasks and adds the run lock, the manifest and
+    the quality stage; each stage still skips itself when it finished before with the same fingerprint.
+    """
+    cfg = cfg or PipelineConfig()
+    stages: dict[str, Callable[[], StageReport]] = {
+        "queries": lambda: load_step(state, inputs, cfg.load),
+        "pos": lambda: pos_step(state, cfg.pos),
+        "dictionary": lambda: dictionary_step(state, cfg.dictionary),
+        "masked": lambda: masked_step(state, cfg.mask),
+        "negatives": lambda: negatives_step(state, cfg.backend, cfg.mask),
+    }
+    if until not in stages:
+        raise ValueError(f"Expected until in {list(stages)}, got {until!r}")
+    names = list(stages)[: list(stages).index(until) + 1]
+    return [stages[name]() for name in names]
 
 
 def _cause_order(cause: str) -> tuple[int, str]:

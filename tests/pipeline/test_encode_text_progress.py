@@ -9,26 +9,18 @@ from pathlib import Path
 import pytest
 
 from pipeline import steps
-from pipeline.config import PipelineConfig
 from pipeline.stages import RunState
 from pipeline.text.stage import TextFeaturesConfig, text_features_step
+from tests.data_helpers import head_lines
 
 N, CHUNK = 12, 4  # 3 chunks
 
 
 @pytest.fixture(scope="module")
 def neg_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    src = shared_data / "charades_cg/charades_cg_train.jsonl"
-    data = tmp_path_factory.mktemp("data") / "first.jsonl"
-    with open(src) as fh:
-        data.write_text("".join(next(fh) for _ in range(N)))
+    data = head_lines(shared_data / "charades_cg/charades_cg_train.jsonl", N, tmp_path_factory.mktemp("data") / "first.jsonl")
     out = tmp_path_factory.mktemp("negrun")
-    state, cfg = RunState(out), PipelineConfig()
-    steps.load_step(state, [steps.InputSpec(path=data)], cfg.load)
-    steps.pos_step(state, cfg.pos)
-    steps.dictionary_step(state, cfg.dictionary)
-    steps.masked_step(state, cfg.mask)
-    steps.negatives_step(state, cfg.backend, cfg.mask)
+    steps.run_stages(RunState(out), [steps.InputSpec(path=data)])
     return out
 
 

@@ -13,17 +13,15 @@ from pipeline.config import PipelineConfig
 from pipeline.flow import build_negatives
 from pipeline.stages import RunState
 from shine.cli import main as shine_main
+from tests.data_helpers import head_lines
 
 N = 300
 
 
 @pytest.fixture(scope="module")
 def first_300(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    src = shared_data / "charades_cg/charades_cg_train.jsonl"
-    path = tmp_path_factory.mktemp("data") / "charades_first300.jsonl"
-    with open(src) as fh:
-        path.write_text("".join(next(fh) for _ in range(N)))
-    return path
+    return head_lines(shared_data / "charades_cg/charades_cg_train.jsonl", N,
+                      tmp_path_factory.mktemp("data") / "charades_first300.jsonl")
 
 
 @pytest.fixture(scope="module")

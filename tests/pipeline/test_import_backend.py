@@ -11,7 +11,7 @@ import pytest
 from pipeline import steps, tables
 from pipeline.backends.base import detokenize
 from pipeline.backends.registry import backend_inputs
-from pipeline.config import BackendConfig, DictionaryConfig, MaskConfig, PosConfig
+from pipeline.config import BackendConfig, MaskConfig
 from pipeline.errors import ConfigError
 from pipeline.quality.measures import mask_tokens
 from pipeline.stages import RunState
@@ -26,11 +26,7 @@ def base(shared_data, tmp_path_factory) -> Path:
     out.mkdir()
     src = shared_data / "charades_cg" / "charades_cg_train.jsonl"
     (out / "train.jsonl").write_text("\n".join(src.read_text().splitlines()[:N_QUERIES]) + "\n")
-    state = RunState(out)
-    steps.load_step(state, [steps.InputSpec(out / "train.jsonl", "train")])
-    steps.pos_step(state, PosConfig())
-    steps.dictionary_step(state, DictionaryConfig())
-    steps.masked_step(state, MaskConfig())
+    steps.run_stages(RunState(out), [steps.InputSpec(out / "train.jsonl", "train")], until="masked")
     return out
 
 

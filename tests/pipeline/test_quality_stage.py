@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import steps, tables
-from pipeline.config import BackendConfig, DictionaryConfig, MaskConfig, PosConfig
+from pipeline.config import BackendConfig, MaskConfig
 from pipeline.quality.stage import quality_step
 from pipeline.stages import RunState
 
@@ -23,12 +23,7 @@ def run(shared_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("qstage")
     src = shared_data / "charades_cg" / "charades_cg_train.jsonl"
     (out / "train.jsonl").write_text("\n".join(src.read_text().splitlines()[:N_QUERIES]) + "\n")
-    state = RunState(out)
-    steps.load_step(state, [steps.InputSpec(out / "train.jsonl", "train")])
-    steps.pos_step(state, PosConfig())
-    steps.dictionary_step(state, DictionaryConfig())
-    steps.masked_step(state, MaskConfig())
-    steps.negatives_step(state, BackendConfig(name="random"), MaskConfig())
+    steps.run_stages(RunState(out), [steps.InputSpec(out / "train.jsonl", "train")])
     return out
 
 

@@ -169,13 +169,7 @@ def test_trainer_refuses_a_text_store_encoded_from_other_negatives(inputs, tmp_p
     from trainer.errors import DataError as TrainerDataError
 
     a, _ = inputs
-    cfg = PipelineConfig()
-    state = RunState(tmp_path)
-    steps.load_step(state, [steps.InputSpec(a)])
-    steps.pos_step(state, cfg.pos)
-    steps.dictionary_step(state, cfg.dictionary)
-    steps.masked_step(state, cfg.mask)
-    steps.negatives_step(state, cfg.backend, cfg.mask)
+    steps.run_stages(RunState(tmp_path), [steps.InputSpec(a)])
     text_features_step(tmp_path, TextFeaturesConfig(encoder="word-vectors"))
     store = tmp_path / "text_features/word-vectors"
     assert TextStore(store).get(tables.read_table(tmp_path / "queries.parquet", tables.QUERIES)["qid"][0], "hn1").ndim == 2
@@ -196,13 +190,7 @@ class _Stop(Exception):
 
 def test_text_chunk_with_a_short_feature_file_is_recomputed(inputs, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     a, _ = inputs
-    cfg = PipelineConfig()
-    state = RunState(tmp_path)
-    steps.load_step(state, [steps.InputSpec(a)])
-    steps.pos_step(state, cfg.pos)
-    steps.dictionary_step(state, cfg.dictionary)
-    steps.masked_step(state, cfg.mask)
-    steps.negatives_step(state, cfg.backend, cfg.mask)
+    steps.run_stages(RunState(tmp_path), [steps.InputSpec(a)])
     text_cfg = TextFeaturesConfig(encoder="word-vectors", chunk_size=10)
 
     def stop_after_two(index: int) -> None:

@@ -17,6 +17,7 @@ from pipeline.errors import ConfigError
 from pipeline.stages import RunState
 from pipeline.text.encoders import load_encoder
 from pipeline.text.stage import TextFeaturesConfig, store_dir, text_features_step
+from tests.data_helpers import head_lines
 from trainer.data.text_store import TextStore
 
 N = 24
@@ -26,17 +27,9 @@ CHUNK = 8  # 3 chunks
 @pytest.fixture(scope="module")
 def neg_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """build-negatives (random backend) on the first N Charades-CG train queries, through the step functions."""
-    src = shared_data / "charades_cg/charades_cg_train.jsonl"
-    data = tmp_path_factory.mktemp("data") / "first.jsonl"
-    with open(src) as fh:
-        data.write_text("".join(next(fh) for _ in range(N)))
+    data = head_lines(shared_data / "charades_cg/charades_cg_train.jsonl", N, tmp_path_factory.mktemp("data") / "first.jsonl")
     out = tmp_path_factory.mktemp("negrun")
-    state, cfg = RunState(out), PipelineConfig()
-    steps.load_step(state, [steps.InputSpec(path=data)], cfg.load)
-    steps.pos_step(state, cfg.pos)
-    steps.dictionary_step(state, cfg.dictionary)
-    steps.masked_step(state, cfg.mask)
-    steps.negatives_step(state, cfg.backend, cfg.mask)
+    steps.run_stages(RunState(out), [steps.InputSpec(path=data)])
     return out
 
 
