@@ -8,8 +8,10 @@ LLM backends (``pipeline.llm``) add limits, retries, caching and a ledger behind
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "fill_all",
     "detokenize",
     "fill_tokens",
+    "masked_sentence_pattern",
 ]
 
 #: The five primitive types of the dictionary D, in the paper's masking order.
@@ -144,3 +147,30 @@ def fill_tokens(tokens: Sequence[str], positions: Sequence[int], words: Sequence
     for pos, word in zip(positions, words):
         filled[pos] = word
     return detokenize(filled)
+
+
+_SENTENCE_PUNCT = frozenset({".", ",", "!", "?", ";", ":"})
+
+
+@lru_cache(maxsize=65536)
+def masked_sentence_pattern(tokens: tuple[str, ...], mask: str, max_words: int) -> re.Pattern[str]:
+    """The regular expression of every filling of ``tokens``: each ``mask`` becomes a group of 1..``max_words``
+    words, every other token stays literal, spaced as :func:`detokenize` spaces them (case-insensitive).
+
+    >>> masked_sentence_pattern(("a", "<mask>", "opens", "."), "<mask>", 2).fullmatch("a big dog opens.").group(1)
+    'big dog'
+    """
+    # a filled word never ends in punctuation: the sentence's own "." or "," must stay a literal token
+    word = r"[^\s<>]*[^\s<>.,!?;:]"
+    group = rf"({word}(?:\s+{word}){{0,{max_words - 1}}})"
+    parts: list[str] = []
+    for i, tok in enumerate(tokens):
+        if i:
+            parts.append(r"\s*" if tok in _SENTENCE_PUNCT or tokens[i - 1] in _SENTENCE_PUNCT else r"\s+")
+        parts.append(group if tok == mask else re.escape(tok))
+    # a final full stop added or dropped by the model is not a different sentence
+    if tokens and tokens[-1] == ".":
+        parts[-1] = r"\.?"
+    else:
+        parts.append(r"\s*\.?")
+    return re.compile("".join(parts), re.IGNORECASE)

@@ -19,10 +19,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from typing import Any
 
-from pipeline.backends.base import LevelFill, MaskedLevel, fill_tokens
+from pipeline.backends.base import LevelFill, MaskedLevel, fill_tokens, masked_sentence_pattern
 
 __all__ = ["AnswerError", "parse_answer", "check_level", "check_answer", "cross_check", "reasons_for_reask",
            "SCHEMA_VERSION"]
@@ -30,7 +29,6 @@ __all__ = ["AnswerError", "parse_answer", "check_level", "check_answer", "cross_
 #: version of the answer format and of these rules; part of the cache key
 SCHEMA_VERSION = "levels-json-1"
 
-_PUNCT = {".", ",", "!", "?", ";", ":"}
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
 
@@ -57,24 +55,6 @@ def parse_answer(text: str) -> dict[str, Any]:
     return data
 
 
-@lru_cache(maxsize=65536)
-def _pattern(tokens: tuple[str, ...], mask: str, max_words: int) -> re.Pattern[str]:
-    # a filled word never ends in punctuation: the sentence's own "." or "," must stay a literal token
-    word = r"[^\s<>]*[^\s<>.,!?;:]"
-    group = rf"({word}(?:\s+{word}){{0,{max_words - 1}}})"
-    parts: list[str] = []
-    for i, tok in enumerate(tokens):
-        if i:
-            parts.append(r"\s*" if tok in _PUNCT or tokens[i - 1] in _PUNCT else r"\s+")
-        parts.append(group if tok == mask else re.escape(tok))
-    # a final full stop added or dropped by the model is not a different sentence
-    if tokens and tokens[-1] == ".":
-        parts[-1] = r"\.?"
-    else:
-        parts.append(r"\s*\.?")
-    return re.compile("".join(parts), re.IGNORECASE)
-
-
 def _norm(text: str) -> str:
     return re.sub(r"\s+([.,!?;:])", r"\1", " ".join(text.lower().split())).rstrip(".")
 
@@ -86,7 +66,7 @@ def check_level(level: MaskedLevel, sentence: Any, original: str, max_words: int
     text = " ".join(sentence.strip().strip('"').split())
     if mask in text:
         return LevelFill(level.level, text, (), False, (f"left a {mask} unfilled",))
-    match = _pattern(level.tokens, mask, max_words).fullmatch(text)
+    match = masked_sentence_pattern(level.tokens, mask, max_words).fullmatch(text)
     if match is None:
         return LevelFill(level.level, text, (), False,
                          (f"does not keep the unmasked words of {level.masked_query!r}",))

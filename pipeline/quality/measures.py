@@ -15,15 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
-from functools import lru_cache
 
+from pipeline.backends.base import masked_sentence_pattern
 from pipeline.masking import PRIMITIVE_OF_POS
 
 __all__ = ["Parsed", "RowScore", "mask_tokens", "fill_spans", "pairs_of", "norm_text", "score_row", "MAX_FILL_WORDS"]
 
 #: a mask may be filled by up to this many words (an LLM writes "picks up" for "takes"); more breaks structure
 MAX_FILL_WORDS = 3
-_PUNCT = {".", ",", "!", "?", ";", ":"}
 #: dependency labels of the pairs whose attestation is the plausibility measure
 OBJECT_DEPS = frozenset({"dobj", "obj"})
 ADJ_DEPS = frozenset({"amod"})
@@ -84,23 +83,6 @@ def mask_tokens(masked_query: str, mask: str = "<mask>") -> tuple[str, ...]:
     return tuple(out)
 
 
-@lru_cache(maxsize=65536)
-def _pattern(tokens: tuple[str, ...], mask: str) -> re.Pattern[str]:
-    # a fill never ends in punctuation, so the sentence's own "." or "," stays a literal token
-    word = r"[^\s<>]*[^\s<>.,!?;:]"
-    group = rf"({word}(?:\s+{word}){{0,{MAX_FILL_WORDS - 1}}})"
-    parts: list[str] = []
-    for i, tok in enumerate(tokens):
-        if i:
-            parts.append(r"\s*" if tok in _PUNCT or tokens[i - 1] in _PUNCT else r"\s+")
-        parts.append(group if tok == mask else re.escape(tok))
-    if tokens and tokens[-1] == ".":  # a dropped final full stop is the same sentence
-        parts[-1] = r"\.?"
-    else:
-        parts.append(r"\s*\.?")
-    return re.compile("".join(parts), re.IGNORECASE)
-
-
 def fill_spans(masked: Sequence[str], negative: str, mask: str = "<mask>") -> list[tuple[int, int]] | None:
     """Char spans in ``negative`` of the words filling each mask (left to right), or None if the structure broke.
 
@@ -114,7 +96,7 @@ def fill_spans(masked: Sequence[str], negative: str, mask: str = "<mask>") -> li
     """
     if not negative or mask in negative:
         return None
-    match = _pattern(tuple(masked), mask).fullmatch(negative)
+    match = masked_sentence_pattern(tuple(masked), mask, MAX_FILL_WORDS).fullmatch(negative)
     if match is None:
         return None
     return [match.span(g) for g in range(1, (match.re.groups or 0) + 1)]
