@@ -43,14 +43,16 @@ async def _artifacts_runs_logs() -> tuple[dict[str, str], dict[str, str], dict[s
 
 
 def test_baseline_and_shine_publish_under_their_own_keys(prefect_harness, synth: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                                        request: pytest.FixtureRequest) -> None:
     import logging
 
     from trainer.flow import train_flow
 
     # the test session runs Prefect at WARNING (tests/conftest.py); the progress lines are INFO
+    # (setLevel, not an attribute patch: loggers cache isEnabledFor, and an earlier flow run has filled that cache)
     flow_logger = logging.getLogger("prefect.flow_runs")
-    monkeypatch.setattr(flow_logger, "level", logging.INFO)
+    request.addfinalizer(lambda level=flow_logger.level: flow_logger.setLevel(level))
+    flow_logger.setLevel(logging.INFO)
 
     base = train_flow(preset="synthetic", out=str(tmp_path / "baseline"), overrides=_overrides(synth, False))
     shine = train_flow(preset="synthetic", out=str(tmp_path / "shine"), overrides=_overrides(synth, True))
