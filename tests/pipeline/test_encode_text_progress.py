@@ -8,20 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import steps
-from pipeline.stages import RunState
 from pipeline.text.stage import TextFeaturesConfig, text_features_step
-from tests.data_helpers import head_lines
+from tests.data_helpers import random_negatives_run
 
 N, CHUNK = 12, 4  # 3 chunks
 
 
 @pytest.fixture(scope="module")
 def neg_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = head_lines(shared_data / "charades_cg/charades_cg_train.jsonl", N, tmp_path_factory.mktemp("data") / "first.jsonl")
-    out = tmp_path_factory.mktemp("negrun")
-    steps.run_stages(RunState(out), [steps.InputSpec(path=data)])
-    return out
+    return random_negatives_run(shared_data, N, tmp_path_factory)
 
 
 def test_chunk_lines_carry_rate_and_eta(neg_run: Path, caplog: pytest.LogCaptureFixture) -> None:

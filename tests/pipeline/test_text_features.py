@@ -17,7 +17,7 @@ from pipeline.errors import ConfigError
 from pipeline.stages import RunState
 from pipeline.text.encoders import load_encoder
 from pipeline.text.stage import TextFeaturesConfig, store_dir, text_features_step
-from tests.data_helpers import head_lines
+from tests.data_helpers import random_negatives_run
 from trainer.data.text_store import TextStore
 
 N = 24
@@ -27,10 +27,7 @@ CHUNK = 8  # 3 chunks
 @pytest.fixture(scope="module")
 def neg_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """build-negatives (random backend) on the first N Charades-CG train queries, through the step functions."""
-    data = head_lines(shared_data / "charades_cg/charades_cg_train.jsonl", N, tmp_path_factory.mktemp("data") / "first.jsonl")
-    out = tmp_path_factory.mktemp("negrun")
-    steps.run_stages(RunState(out), [steps.InputSpec(path=data)])
-    return out
+    return random_negatives_run(shared_data, N, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
