@@ -1,4 +1,4 @@
-"""Errors raised by the negatives pipeline.
+"""Errors raised by the negatives pipeline (one branch of the project's tree, rooted at ``shine.errors.ShineError``).
 
 PipelineError
   ├ ConfigError            bad setting; names the valid choices
@@ -15,12 +15,15 @@ PipelineError
   └ RunDirInUseError       another run holds the run directory's lock (exit 5)
 
 Every class carries ``exit_status``, the documented exit status of the ``shine`` CLI for it
-(docs/run-integrity.md): 2 bad input or config, 3 incomplete, 4 below min_valid, 5 run directory in use.
+(docs/run-integrity.md): 2 bad input or config, 3 incomplete, 4 below min_valid, 5 run directory in use
+(the numbers live in ``shine.errors``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+from shine.errors import EXIT_BELOW_MIN_VALID, EXIT_INCOMPLETE, EXIT_RUN_DIR_IN_USE, ShineError
 
 __all__ = [
     "PipelineError",
@@ -39,11 +42,8 @@ __all__ = [
 ]
 
 
-class PipelineError(Exception):
-    """Base of every error the pipeline raises on purpose."""
-
-    #: exit status of the ``shine`` CLI for this error: fix the input or config and rerun
-    exit_status: int = 2
+class PipelineError(ShineError):
+    """Base of every error the pipeline raises on purpose (exit status 2: fix the input or config and rerun)."""
 
 
 class ConfigError(PipelineError):
@@ -109,7 +109,7 @@ class IncompleteRunError(PipelineError):
     ``counts`` maps each cause ("connection", "timeout", "http_5xx", ...) to its number of rows.
     """
 
-    exit_status = 3
+    exit_status = EXIT_INCOMPLETE
 
     def __init__(self, message: str, counts: dict[str, int] | None = None) -> None:
         super().__init__(message)
@@ -119,10 +119,10 @@ class IncompleteRunError(PipelineError):
 class BelowMinValidError(PipelineError):
     """Every row was answered and the table is written, but a level's valid fraction is below ``min_valid``."""
 
-    exit_status = 4
+    exit_status = EXIT_BELOW_MIN_VALID
 
 
 class RunDirInUseError(PipelineError):
     """Another live run holds the lock of this run directory."""
 
-    exit_status = 5
+    exit_status = EXIT_RUN_DIR_IN_USE

@@ -77,7 +77,9 @@ class WindowError(DataError):
 # ------------------------------------------------------------------------------------------ reading JSON
 
 
-class _DuplicateKey(ValueError):
+class _DuplicateKey(DataError):
+    """A JSON object with one key twice; each reader turns it into a DataError naming the file (and line)."""
+
     def __init__(self, key: str) -> None:
         super().__init__(key)
         self.key = key

@@ -3,15 +3,17 @@
 ``pipeline`` and ``trainer`` never import each other; this module is the only place that sees both, and it
 imports each lazily so ``shine inspect`` does not pay for torch.
 
-It is also the error boundary. Every failure ends in ONE line on stderr and a documented exit status
-(docs/troubleshooting.md):
+It is also the one error boundary. Every failure ends in ONE line on stderr and a documented exit status
+(docs/troubleshooting.md); every error raised on purpose derives from ``shine.errors.ShineError``, so this module
+catches that one root plus the few foreign exceptions it must (Ctrl-C, OS refusals, Prefect's start-up timeout):
 
 ====  ==================================================================================================
  0    success
  1    an unexpected error (a bug), or the operating system refused (disk full, permission denied): one line
       naming the log file that holds the full traceback
  2    bad input, bad config or bad arguments: ``TypeName: message`` names the file/line/qid and the fix
- 3+   run-integrity outcomes of the pipeline (unanswered rows, ...): the error's own ``exit_status``
+ 3+   run-integrity outcomes of the pipeline (3 unanswered rows, 4 below min_valid, 5 run directory in use):
+      the error's own ``exit_status``
 130   interrupted (Ctrl-C): finished chunks are kept
 ====  ==================================================================================================
 
@@ -33,24 +35,13 @@ from pathlib import Path
 from typing import NoReturn
 
 from shine import __version__
-from shine.configs import ConfigValueError
+from shine.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ShineError
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_BUG", "EXIT_USAGE", "EXIT_INTERRUPTED"]
-
-EXIT_OK = 0
-EXIT_BUG = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 #: modules exposing ``register(subparsers)``; each adds its own verbs with ``set_defaults(func=...)``
 COMMAND_MODULES: tuple[str, ...] = ("pipeline.cli", "pipeline.text.cli", "pipeline.llm.cli", "trainer.cli", "shine.serve",
                                     "shine.experiment_cli")
-
-#: the two base errors (plus config errors) printed as ``TypeName: message``; anything else is a bug
-_BASE_ERRORS: tuple[tuple[str, str], ...] = (
-    ("pipeline.errors", "PipelineError"),
-    ("trainer.errors", "TrainerError"),
-)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -68,31 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print full tracebacks (Prefect's included) instead of one line per error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            # only a part of the project that is not there yet may be missing, never a dependency
-            if exc.name is None or not name.startswith(exc.name):
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 
 _PREFECT_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
-
-
-def _known_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [ConfigValueError]
-    for module_name, attr in _BASE_ERRORS:
-        module = sys.modules.get(module_name)
-        if module is None:
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError:
-                continue
-        errors.append(getattr(module, attr))
-    return tuple(errors)
 
 
 def _one_line(text: str) -> str:
@@ -164,9 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the one boundary where every error becomes one line
         if debug:
             traceback.print_exception(exc, file=sys.stderr)
-        if isinstance(exc, _known_errors()):
+        if isinstance(exc, ShineError):
             print(f"{type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
-            status = getattr(exc, "exit_status", EXIT_USAGE)
+            status = exc.exit_status
             return status if isinstance(status, int) and 0 < status < 126 else EXIT_USAGE
         if isinstance(exc, RuntimeError) and str(exc).startswith(_PREFECT_TIMEOUT):
             # the machine is too busy for Prefect's temporary server: an environment problem, not a bug

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from shine.errors import ShineError
+
 __all__ = ["ConfigValueError", "merge", "deep_merge", "parse_overrides", "load_yaml", "to_dict", "layered", "YamlLoader"]
 
 T = TypeVar("T")
@@ -46,8 +48,8 @@ def _yaml(text: str) -> Any:
     return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-class ConfigValueError(ValueError):
-    """A config key or value does not fit the dataclass it is merged into."""
+class ConfigValueError(ShineError, ValueError):
+    """A config key or value does not fit the dataclass it is merged into (exit status 2)."""
 
 
 def to_dict(cfg: Any) -> Any:

@@ -37,6 +37,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shine.errors import ShineError
+
 __all__ = [
     "STORE_FORMAT",
     "STORE_VERSION",
@@ -88,7 +90,7 @@ VALIDITY_SCHEMA = pa.schema(
 META_KEYS: tuple[str, ...] = ("format", "version", "encoder", "dim", "dtype", "num_entries", "num_tokens")
 
 
-class TextStoreFormatError(ValueError):
+class TextStoreFormatError(ShineError, ValueError):
     """A store's files break the format; the message names the file and what is wrong (callers re-raise it as
     their own half's data error)."""
 

@@ -27,14 +27,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from shine.errors import ShineError
+
 __all__ = ["WindowFormatError", "WindowRuleError", "finite_seconds", "check_duration", "check_window"]
 
 
-class WindowFormatError(ValueError):
+class WindowFormatError(ShineError, ValueError):
     """A duration or window that is not made of finite numbers."""
 
 
-class WindowRuleError(ValueError):
+class WindowRuleError(ShineError, ValueError):
     """A window of numbers that cannot mark a moment of the video (negative, empty, inverted, after the end)."""
 
 

@@ -67,6 +67,41 @@ def test_known_errors_use_their_exit_status(monkeypatch, capsys, tmp_path: Path)
     assert cli.main(["boom"]) == IncompleteRunError.exit_status == 3
 
 
+@pytest.mark.parametrize("make", [
+    lambda: __import__("shine.windows", fromlist=["x"]).WindowRuleError("zero-length window [3.0, 3.0]"),
+    lambda: __import__("shine.configs", fromlist=["x"]).ConfigValueError("unknown config key 'mask.ratio'"),
+    lambda: __import__("shine.text_store_format", fromlist=["x"]).TextStoreFormatError("store.json: bad dtype"),
+    lambda: __import__("trainer.errors", fromlist=["x"]).ConfigError("optim.lr must be > 0"),
+])
+def test_every_branch_of_the_one_error_tree_is_a_one_line_usage_error(make, monkeypatch, capsys) -> None:
+    from shine.errors import ShineError
+
+    exc = make()
+    assert isinstance(exc, ShineError)
+    monkeypatch.setattr(cli, "build_parser", _parser_raising(exc))
+    assert cli.main(["boom"]) == cli.EXIT_USAGE
+    assert _stderr_lines(capsys) == [f"{type(exc).__name__}: {exc}"]
+
+
+def test_no_error_class_outside_the_tree() -> None:
+    """Every exception class the project defines derives from ShineError (a builtin base only beside it)."""
+    import ast
+    import builtins
+
+    root = Path(__file__).resolve().parents[1]
+    builtin_errors = {n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)}
+    stray = []
+    for path in sorted(p for pkg in ("pipeline", "shine", "trainer") for p in (root / pkg).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            names = [b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else "" for b in node.bases]
+            if any(n in builtin_errors for n in names) and all(n in builtin_errors for n in names):
+                if (path.relative_to(root).as_posix(), node.name) != ("shine/errors.py", "ShineError"):
+                    stray.append(f"{path.relative_to(root)}:{node.lineno} {node.name}({', '.join(names)})")
+    assert not stray, f"derive these from shine.errors.ShineError (or a branch of it): {stray}"
+
+
 def test_worker_traceback_inside_a_message_is_cut_to_its_last_line(monkeypatch, capsys) -> None:
     from trainer.errors import DataError
 

@@ -1,4 +1,4 @@
-"""Errors raised by the trainer.
+"""Errors raised by the trainer (one branch of the project's tree, rooted at ``shine.errors.ShineError``).
 
 TrainerError
   ├ ConfigError            bad setting; names the value and the valid choices
@@ -7,7 +7,7 @@ TrainerError
   └ NonFiniteLossError     a loss became NaN/inf; carries the loss dict of the failing step
 
 Foreign errors (OSError, json, h5py, numpy) are translated into these at the loading boundary with
-``raise ... from exc`` so the CLI can print ``TypeName: message`` and exit non-zero.
+``raise ... from exc`` so the CLI can print ``TypeName: message`` and exit with status 2.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from shine.errors import ShineError
+
 __all__ = ["TrainerError", "ConfigError", "DataError", "NonFiniteLossError"]
 
 
-class TrainerError(Exception):
-    """Base of every error the trainer raises on purpose."""
+class TrainerError(ShineError):
+    """Base of every error the trainer raises on purpose (exit status 2)."""
 
 
 class ConfigError(TrainerError):

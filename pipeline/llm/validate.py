@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline.backends.base import LevelFill, MaskedLevel, fill_tokens, masked_sentence_pattern
+from pipeline.errors import PipelineError
 
 __all__ = ["AnswerError", "parse_answer", "check_level", "check_answer", "cross_check", "reasons_for_reask",
            "SCHEMA_VERSION"]
@@ -32,8 +33,8 @@ SCHEMA_VERSION = "levels-json-1"
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
 
-class AnswerError(ValueError):
-    """The reply is not a JSON object of sentences."""
+class AnswerError(PipelineError, ValueError):
+    """The reply is not a JSON object of sentences (the backend keeps the row invalid with this reason and re-asks)."""
 
 
 def parse_answer(text: str) -> dict[str, Any]:
