@@ -20,9 +20,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.backends.base import MaskedLevel, detokenize
 from pipeline.config import MaskConfig
 from pipeline.dictionary import DICTIONARY_POS
+from pipeline.records import MaskedLevel, detokenize
 
 __all__ = ["PRIMITIVE_OF_POS", "MaskRule", "level_counts", "mask_query"]
 

@@ -1,4 +1,5 @@
-"""The interface every negatives backend implements, offline or LLM.
+"""The interface every negatives backend implements, offline or LLM (``MaskedLevel`` and ``detokenize`` come from
+``pipeline.records``, which the masking stage imports without the backends).
 
 A backend receives one query with its three nested masked levels and returns, per level, the filled
 sentence. The flow's negatives stage owns chunking, resume and the Parquet table; a backend only fills.
@@ -13,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol, runtime_checkable
+
+from pipeline.records import MaskedLevel, detokenize
 
 __all__ = [
     "PRIMITIVES",
@@ -29,23 +32,6 @@ __all__ = [
 
 #: The five primitive types of the dictionary D, in the paper's masking order.
 PRIMITIVES: tuple[str, ...] = ("verb", "noun", "adj", "prep", "adv")
-
-
-@dataclass(frozen=True)
-class MaskedLevel:
-    """One masked version of a query.
-
-    ``tokens`` are the query's tokens with the masked ones replaced by the mask token; ``positions`` index
-    into ``tokens``; ``original_words`` and ``primitives`` are aligned with ``positions``.
-    """
-
-    level: int
-    ratio: float
-    masked_query: str
-    tokens: tuple[str, ...]
-    positions: tuple[int, ...]
-    original_words: tuple[str, ...]
-    primitives: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -115,24 +101,6 @@ async def fill_all(backend: Backend, requests: Sequence[FillRequest], max_concur
             return await backend.complete(req)
 
     return list(await asyncio.gather(*(one(r) for r in requests)))
-
-
-def detokenize(tokens: Sequence[str]) -> str:
-    """Join tokens by single spaces, with no space before a token that is exactly "." or ",".
-
-    This is the rule of the authors' released masked queries ("they 're" keeps its space).
-
-    >>> detokenize(["person", "opens", "the", "door", "."])
-    'person opens the door.'
-    >>> detokenize(["they", "'re", "<mask>", ",", "then", "sit", "."])
-    "they 're <mask>, then sit."
-    """
-    out: list[str] = []
-    for tok in tokens:
-        if out and tok not in {".", ","}:
-            out.append(" ")
-        out.append(tok)
-    return "".join(out)
 
 
 def fill_tokens(tokens: Sequence[str], positions: Sequence[int], words: Sequence[str]) -> str:
