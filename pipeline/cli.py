@@ -1,4 +1,9 @@
-"""``shine build-negatives``, ``shine inspect`` and ``shine fetch-data``."""
+"""``shine build-negatives``, ``shine inspect`` and ``shine fetch-data``.
+
+Every field of ``pipeline.config.PipelineConfig`` is also a ``build-negatives`` option (``--mask.ratios [0.2,0.4,0.6]``,
+``--backend.seed 3``), generated from the dataclasses with the help taken from each field's comment, so there is no
+second schema; ``--set key=value`` does the same and wins.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,13 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.config import DATASETS
+from pipeline.config import DATASETS, PipelineConfig
+from shine.configs import add_config_options
 
-__all__ = ["register"]
+__all__ = ["register", "CONFIG_SECTIONS"]
+
+#: the sections of PipelineConfig offered as ``--section.field`` options (``dataset`` is ``--dataset``)
+CONFIG_SECTIONS: tuple[str, ...] = ("load", "pos", "dictionary", "mask", "backend", "quality")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="config override applied last, e.g. --set mask.ratios=[0.2,0.4,0.6] --set backend.seed=3")
     p.add_argument("--tag", help="qid tag for a VISA .json whose file name does not tell it")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    add_config_options(p, PipelineConfig(), CONFIG_SECTIONS, skip=("backend.name", "backend.model"))
     p.set_defaults(func=_build_negatives)
 
     q = subparsers.add_parser(
@@ -92,16 +102,16 @@ def _count(minimum: int) -> Callable[[str], int]:
 
 
 def _build_negatives(args: argparse.Namespace) -> int:
-    from pipeline.config import check_config, load_config, with_backend
-    from shine.configs import parse_overrides
+    from pipeline.config_check import checked_config
+    from shine.configs import option_overrides, parse_overrides
     from shine.paths import check_out_dir
 
-    overrides = parse_overrides(args.overrides)
+    overrides = parse_overrides(option_overrides(args, args.overrides))
     # secret-bearing --set values (auth headers, base_url credentials) move into variables of this process, which
     # runs the flow: only the variables' names become flow parameters (stored in Prefect's database) and config
     overrides = _secrets_to_env(overrides)
     # a bad setting or an unusable --out fails here, before Prefect starts, with one readable line
-    check_config(load_config(args.dataset, args.config_file, with_backend(overrides, args.backend, args.model)))
+    checked_config(args.dataset, args.config_file, overrides, args.backend, args.model)
     check_out_dir(args.out)
     from pipeline.flow import build_negatives  # Prefect is imported only once the config holds
     summary = build_negatives(

@@ -1,14 +1,22 @@
 """Settings of the negatives pipeline: frozen dataclasses with the paper's defaults.
 
-Layering (``shine.configs``): defaults < dataset preset (``DATASET_PRESETS``) < ``--config`` YAML < ``--set`` overrides.
-The whole config is dumped into ``manifest.json`` and is part of every stage's fingerprint.
+Layering (``shine.configs``): defaults < dataset preset (``pipeline/presets/*.yaml``, read into ``DATASET_PRESETS``)
+< ``--config`` YAML < ``--set`` overrides. The whole config is dumped into ``manifest.json`` and is part of every
+stage's fingerprint. What the dataclasses cannot check alone (the backend's name, model and typed options, its key)
+is checked by ``pipeline.config_check`` before any stage runs.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
+
+from pipeline.errors import ConfigError
+from pipeline.presets import load_preset, preset_names
+from shine.configs import layered, load_yaml
 
 __all__ = [
     "LoadConfig",
@@ -21,10 +29,10 @@ __all__ = [
     "DATASETS",
     "load_config",
     "with_backend",
-    "check_config",
 ]
 
-DATASETS: tuple[str, ...] = ("charades-cg", "anet-cg", "custom")
+#: the data sets with a preset in ``pipeline/presets/`` (``custom`` last)
+DATASETS: tuple[str, ...] = preset_names()
 
 
 @dataclass(frozen=True)
@@ -97,8 +105,11 @@ class MaskConfig:
 
     #: masking ratio per level; level k masks n_k = min(p, max(1, floor(r_k * b))) of the p maskable words
     ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
+    #: dependency labels that mark the subject (masked last)
     subject_deps: tuple[str, ...] = ("nsubj", "nsubjpass")
+    #: words that are subjects whatever their label
     subject_words: tuple[str, ...] = ("person", "man", "woman", "people", "persons")
+    #: POS tags that can be masked
     maskable_pos: tuple[str, ...] = ("VERB", "NOUN", "PROPN", "ADJ", "ADP", "ADV")
     #: masking order of the categories; words of one category are taken left to right
     category_order: tuple[str, ...] = ("VERB", "NOUN|PROPN", "ADJ", "ADP", "ADV")
@@ -106,6 +117,7 @@ class MaskConfig:
     mask_subject_pronouns: bool = True
     #: b = p + 1 when p <= this, else p: short queries keep at least one word unmasked at level 1
     small_p: int = 3
+    #: the mask written into masked queries (and the prompts)
     mask_token: str = "<mask>"
 
     def __post_init__(self) -> None:
@@ -129,15 +141,19 @@ class MaskConfig:
 
 @dataclass(frozen=True)
 class BackendConfig:
-    """Which backend fills the masks; an LLM backend's settings live in ``options`` (see ``pipeline.llm.config``)."""
+    """Which backend fills the masks; its own settings live in ``options``, typed per backend by
+    ``pipeline.backends.options`` (an LLM backend's: ``pipeline.llm.config.LLMConfig``)."""
 
+    #: random | lexical | import (offline) or an LLM backend (openai, llama3, gemini, anthropic, *-batch)
     name: str = "random"
     #: model name (LLM backends) or sampling variant ("uniform" | "count" for the random backend)
     model: str = "uniform"
+    #: the draws of the offline backends; the vocabulary sample of the LLM backends
     seed: int = 0
     #: queries per chunk of the negatives stage (unit of progress, atomic writes and resume)
     chunk_size: int = 2000
-    #: backend-specific settings, validated by the backend itself
+    #: backend-specific settings (lexical: min_count, pair_min_count; import: path; LLM: docs/llm-backends.md),
+    #: checked against the backend's typed options before any stage runs
     options: dict[str, Any] = field(default_factory=dict)
     #: the valid fraction every level must reach, else the run fails (exit 4) after writing its table;
     #: None: 0.8 for LLM backends, 0 for offline ones (docs/run-integrity.md says why)
@@ -187,23 +203,16 @@ class PipelineConfig:
             raise ValueError(f"Expected dataset in {list(DATASETS)}, got {self.dataset!r}")
 
 
-#: per-dataset layers applied over the defaults (the paper's masking ratios)
-DATASET_PRESETS: dict[str, dict[str, Any]] = {
-    "charades-cg": {"dataset": "charades-cg", "mask": {"ratios": [0.25, 0.5, 0.75]}},
-    "anet-cg": {"dataset": "anet-cg", "mask": {"ratios": [0.1, 0.3, 0.5]}, "load": {"invalid_windows": "skip"}},
-    "custom": {"dataset": "custom"},
-}
+#: per-dataset layers applied over the defaults (the paper's masking ratios), read once from ``pipeline/presets/``
+DATASET_PRESETS: Mapping[str, dict[str, Any]] = MappingProxyType({name: load_preset(name) for name in DATASETS})
 
 
 def load_config(dataset: str = "charades-cg", config_file: str | None = None,
                 overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """Defaults < dataset preset < YAML file < overrides, validated, without importing Prefect.
+    """Defaults < dataset preset < YAML file < overrides, validated by the dataclasses, without importing Prefect.
 
-    The CLI checks a command's config with this (and :func:`check_config`) before it pays for starting Prefect.
+    ``pipeline.config_check.checked_config`` adds the backend checks; the CLI and the flow both go through it.
     """
-    from pipeline.errors import ConfigError
-    from shine.configs import layered, load_yaml
-
     if dataset not in DATASET_PRESETS:
         raise ConfigError(f"Expected dataset in {sorted(DATASET_PRESETS)}, got {dataset!r}")
     return layered(PipelineConfig(), DATASET_PRESETS[dataset], load_yaml(config_file) if config_file else None, overrides)
@@ -226,37 +235,3 @@ def with_backend(overrides: dict[str, Any] | None, backend: str | None, model: s
     if layer:
         extra["backend"] = layer
     return extra
-
-
-def check_config(cfg: PipelineConfig) -> PipelineConfig:
-    """Check what the dataclasses cannot: the backend name, its model and its options. Returns ``cfg``.
-
-    Called by the CLI and at the start of the flow, so ``--backend gpt5``, ``--model bogus`` or a
-    ``backend.options`` type error fails in one line before the load stage, not after pos has run.
-    """
-    from pipeline.backends.random_backend import RANDOM_VARIANTS
-    from pipeline.errors import ConfigError
-
-    b = cfg.backend
-    if b.name == "random":
-        if b.model not in RANDOM_VARIANTS:
-            raise ConfigError(f"backend.model: the random backend's model is one of {list(RANDOM_VARIANTS)}, "
-                              f"got {b.model!r}")
-        if b.options:
-            raise ConfigError(f"backend.options: the random backend takes no options, got {sorted(b.options)}")
-        return cfg
-    try:
-        import pipeline.llm as llm
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("pipeline.llm"):
-            raise ConfigError(f"backend.name: expected 'random' (the LLM backends are not installed), got {b.name!r}") from exc
-        raise
-    names = ["random", *llm.LLM_BACKENDS]
-    if b.name not in names:
-        raise ConfigError(f"backend.name: expected one of {names}, got {b.name!r}")
-    check = getattr(llm, "check_llm_config", None)
-    if check is not None:
-        check(b)
-    else:  # the LLM package's own parsing: model names, option types, limits
-        llm.resolve_limits(llm.parse_llm_config(b.name, b.model, b.seed, dict(b.options)))
-    return cfg

@@ -21,16 +21,17 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipeline import steps
-from pipeline.config import DATASET_PRESETS, PipelineConfig, check_config, with_backend
+from pipeline.config import PipelineConfig
+from pipeline.config_check import checked_config
 from pipeline.datasets import default_input
-from pipeline.errors import BelowMinValidError, ConfigError, IncompleteRunError
+from pipeline.errors import BelowMinValidError, IncompleteRunError
 from pipeline.manifest import write_manifest
 from pipeline.run_lock import RunLock
 from pipeline.stages import RunState, StageReport, stage_logger
 from pipeline.summary import summary_markdown
-from shine.configs import layered, load_yaml, to_dict
+from shine.configs import to_dict
 
-__all__ = ["build_negatives", "resolve_config", "run_build_negatives"]
+__all__ = ["build_negatives"]
 
 # Our own fingerprints decide what is recomputed; Prefect's input caching would be a second, weaker key.
 _TASK_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -74,17 +75,6 @@ def negatives_task(state: RunState, cfg: PipelineConfig) -> StageReport:
     return steps.negatives_step(state, cfg.backend, cfg.mask)
 
 
-def resolve_config(
-    dataset: str = "charades-cg",
-    config_file: str | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> PipelineConfig:
-    """Defaults < dataset preset < YAML file < overrides, validated."""
-    if dataset not in DATASET_PRESETS:
-        raise ConfigError(f"Expected dataset in {sorted(DATASET_PRESETS)}, got {dataset!r}")
-    return layered(PipelineConfig(), DATASET_PRESETS[dataset], load_yaml(config_file) if config_file else None, overrides)
-
-
 @flow(name="build-negatives", log_prints=True, validate_parameters=True)
 def build_negatives(
     out: str,
@@ -116,7 +106,7 @@ def build_negatives(
     """
     t0 = time.perf_counter()
     # the whole config (backend name, model and options included) is checked before any stage runs
-    cfg = check_config(resolve_config(dataset, config_file, with_backend(overrides, backend, model)))
+    cfg = checked_config(dataset, config_file, overrides, backend, model)
     paths = [Path(p) for p in inputs] if inputs else [default_input(dataset, split, data_dir)]
     specs = [steps.InputSpec(path=p, split=split, tag=tag) for p in paths]
     out_dir = Path(out)
@@ -203,8 +193,3 @@ def _min_valid_failure(fractions: dict[int, float], min_valid: float, out_dir: P
     return (f"negatives: valid fraction below backend.min_valid={min_valid:g} at level(s) {sorted(below)} ({shown}); "
             f"the table is complete and written: look at the invalid rows with `shine inspect {out_dir} --invalid`, "
             "then fix the model/prompt or lower backend.min_valid")
-
-
-def run_build_negatives(**kwargs: Any) -> dict[str, Any]:
-    """Run the flow in-process (ephemeral Prefect unless ``PREFECT_API_URL`` names a server)."""
-    return build_negatives(**kwargs)

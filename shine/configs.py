@@ -9,11 +9,14 @@ Example: ``merge(PipelineConfig(), {"mask": {"ratios": [0.1, 0.3, 0.5]}})`` retu
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import inspect
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +24,8 @@ import yaml
 
 from shine.errors import ShineError
 
-__all__ = ["ConfigValueError", "merge", "deep_merge", "parse_overrides", "load_yaml", "to_dict", "layered", "YamlLoader"]
+__all__ = ["ConfigValueError", "merge", "deep_merge", "parse_overrides", "load_yaml", "to_dict", "layered", "YamlLoader",
+           "field_comments", "add_config_options", "option_overrides"]
 
 T = TypeVar("T")
 
@@ -236,3 +240,76 @@ def layered(base: T, *layers: Mapping[str, Any] | None) -> T:
         if layer:
             cfg = merge(cfg, layer)
     return cfg
+
+
+# --- command-line options generated from the dataclasses (one schema: the config itself) ----------------------
+
+_TRAILING = re.compile(r"^\s+(\w+)\s*:[^#]*?=[^#]*#\s*(.+?)\s*$")
+_FIELD = re.compile(r"^\s+(\w+)\s*:")
+_DOC_LINE = re.compile(r"^\s+#:\s?(.*)$")
+
+
+@cache
+def field_comments(cls: type) -> dict[str, str]:
+    """Each field's comment in the class source: a trailing ``# ...`` or the ``#: ...`` lines just above it (joined);
+    empty when the source cannot be read (a class made in a REPL)."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    out: dict[str, str] = {}
+    pending: list[str] = []
+    for line in source.splitlines():
+        if (doc := _DOC_LINE.match(line)) is not None:
+            pending.append(doc.group(1).strip())
+        elif (trailing := _TRAILING.match(line)) is not None:
+            out[trailing.group(1)] = trailing.group(2)
+            pending = []
+        elif (name := _FIELD.match(line)) is not None and pending:
+            out[name.group(1)] = " ".join(pending)
+            pending = []
+        else:
+            pending = []
+    return out
+
+
+def _metavar(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return "{" + ",".join(str(a) for a in typing.get_args(tp)) + "}"
+    if origin in (typing.Union, types.UnionType):
+        return "|".join(_metavar(a) for a in typing.get_args(tp) if a is not type(None)) + "|null"
+    if origin is tuple:
+        return "LIST"
+    if origin in (dict, Mapping) or tp is dict:
+        return "MAP"
+    return {bool: "{true,false}", int: "INT", float: "FLOAT", str: "STR"}.get(tp, "VALUE")
+
+
+def add_config_options(parser: argparse.ArgumentParser, config: Any, sections: Sequence[str],
+                       skip: Iterable[str] = ()) -> None:
+    """One ``--section.field VALUE`` option per field of the dataclass ``config``'s ``sections`` (values parsed as
+    YAML, like ``--set``), with the field's comment and default as help, so the CLI has no second schema.
+
+    ``skip`` names ``section.field`` keys another option already sets (``--backend`` for ``backend.name``).
+    :func:`option_overrides` turns the parsed options back into ``key=value`` items for :func:`parse_overrides`.
+    """
+    skipped = set(skip)
+    for section in sections:
+        value = getattr(config, section)
+        cls = type(value)
+        group = parser.add_argument_group(f"{section} ({cls.__name__}; values parsed as YAML; [default] before presets)")
+        comments, sub_hints = field_comments(cls), typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            key = f"{section}.{f.name}"
+            if key in skipped or not f.init:
+                continue
+            help_text = f"{comments.get(f.name, '')} [{to_dict(getattr(value, f.name))!r}]".strip()
+            group.add_argument(f"--{key}", dest=f"cfg:{key}", metavar=_metavar(sub_hints[f.name]),
+                               help=help_text.replace("%", "%%"))
+
+
+def option_overrides(args: argparse.Namespace, extra: Iterable[str] = ()) -> list[str]:
+    """The ``--section.field`` options given, as ``key=value`` items, then ``extra`` (``--set`` items win)."""
+    given = [f"{dest[4:]}={value}" for dest, value in vars(args).items() if dest.startswith("cfg:") and value is not None]
+    return given + list(extra)

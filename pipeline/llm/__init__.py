@@ -61,8 +61,9 @@ def make_provider(cfg: LLMConfig, api_key: str | None) -> Provider:
     return cls(cfg, api_key)
 
 
-def check_llm_config(cfg: Any) -> None:
-    """Raise ConfigError (one line) for an LLM ``BackendConfig`` that would fail once the negatives stage starts.
+def check_llm_config(cfg: Any) -> LLMConfig:
+    """The typed settings of an LLM ``BackendConfig``; ConfigError (one line) for one that would fail once the
+    negatives stage starts.
 
     Checked: option names and types, a published ``tier``, the model name (against the provider's official API a
     model without a price entry is refused: a typo there costs a run and the budget could not count it), the
@@ -83,6 +84,7 @@ def check_llm_config(cfg: Any) -> None:
         env_value(var, f"backend.options.headers_env[{name!r}]")
     if llm.base_url_env:
         env_value(llm.base_url_env, "backend.options.base_url_env")
+    return llm
 
 
 def resolve_limits(cfg: LLMConfig) -> LLMConfig:

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import steps, tables
-from pipeline.flow import resolve_config
+from pipeline.config import load_config
 from pipeline.lineage import CHUNK_KEY, with_metadata
 from pipeline.run_lock import INFO_NAME
 from pipeline.quality.stage import quality_step
@@ -48,7 +48,7 @@ def _stop_after(n_chunks: int) -> Callable[[int], None]:
 
 def _build(out: Path, inp: Path, upto: str, stop_after: int = 0) -> None:
     """The stages of the CLI run in-process (same fingerprints), up to ``upto``, optionally interrupted there."""
-    cfg = resolve_config("charades-cg", None, OVERRIDES)
+    cfg = load_config("charades-cg", None, OVERRIDES)
     state = RunState(out)
     steps.load_step(state, [steps.InputSpec(inp)], cfg.load)
     hook = _stop_after(stop_after) if stop_after else None

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import PipelineConfig, check_config, with_backend
+from pipeline.config import PipelineConfig, with_backend
+from pipeline.config_check import check_config
 from pipeline.errors import ConfigError, DataError
 from pipeline.load import load_annotations, non_english_share, read_queries
 from shine.configs import ConfigValueError, layered, load_yaml, parse_overrides
@@ -155,16 +156,40 @@ def test_mask_ratios_strictly_increasing_in_unit_interval(ratios) -> None:
 @pytest.mark.parametrize(
     ("overrides", "backend", "model", "message"),
     [
-        ({}, "gpt5", None, r"backend\.name: expected one of \['random', 'openai'"),
+        ({}, "gpt5", None, r"backend\.name: expected one of \['random', 'lexical', 'import', 'openai'"),
         ({}, "random", "bogus", r"backend\.model: the random backend's model is one of \['uniform', 'count'\]"),
         ({"backend": {"options": {"limits": "fast"}}}, "openai", None, r"backend\.options: limits"),
-        ({"backend": {"options": {"seed": 1}}}, None, None, "the random backend takes no options"),
+        ({"backend": {"options": {"seed": 1}}}, None, None, r"the random backend takes no options, got \['seed'\]"),
+        ({"backend": {"options": {"min_cnt": 1}}}, "lexical", None,
+         r"backend\.options: the lexical backend takes only min_count, pair_min_count, got \['min_cnt'\]; drop it"),
+        ({"backend": {"options": {"min_count": "many"}}}, "lexical", None,
+         r"backend\.options\.min_count: expected an integer, got 'many' \(the lexical backend's options"),
+        ({"backend": {"options": {"pair_min_count": 0}}}, "lexical", None, r"pair_min_count >= 1"),
+        ({}, "lexical", "glove", r"backend\.model: the lexical backend's model is one of \['minilm'\]"),
+        ({}, "import", None, r"backend\.options\.path: the import backend needs a file: --set backend\.options\.path=FILE"),
+        ({"backend": {"options": {"path": "/nonexistent/n.jsonl"}}}, "import", None,
+         r"backend\.options\.path: /nonexistent/n\.jsonl does not exist"),
+        ({"backend": {"options": {"path": "x.jsonl", "file": "y"}}}, "import", None,
+         r"the import backend takes only path, got \['file'\]"),
     ],
 )
 def test_check_config_refuses_before_any_work(overrides, backend, model, message) -> None:
     cfg = layered(PipelineConfig(), with_backend(overrides, backend, model))
     with pytest.raises(ConfigError, match=message):
         check_config(cfg)
+
+
+def test_offline_backends_options_pass_the_check_typed(tmp_path: Path) -> None:
+    """lexical and import pass the one check (they were refused as unknown names before any stage ran) and their
+    options come back as typed dataclasses."""
+    from pipeline.backends.options import ImportOptions, LexicalOptions, parse_backend_options
+
+    cfg = layered(PipelineConfig(), with_backend(parse_overrides(["backend.options.min_count=3"]), "lexical", None))
+    assert check_config(cfg) is cfg
+    assert parse_backend_options(cfg.backend) == LexicalOptions(min_count=3, pair_min_count=2)
+    (tmp_path / "n.jsonl").write_text("{}\n")
+    cfg = layered(PipelineConfig(), with_backend({"backend": {"options": {"path": str(tmp_path / "n.jsonl")}}}, "import", None))
+    assert parse_backend_options(check_config(cfg).backend) == ImportOptions(path=str(tmp_path / "n.jsonl"))
 
 
 def test_documented_cache_dir_off_passes_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,11 +232,11 @@ def test_load_max_query_chars_is_passed_to_the_loader(tmp_path: Path) -> None:
 
 def test_set_backend_options_add_to_the_yaml_files_options(tmp_path: Path) -> None:
     """``--set backend.options.x`` adds to the options a YAML config gave; it used to replace them all."""
-    from pipeline.flow import resolve_config
+    from pipeline.config import load_config
 
     cfg_file = tmp_path / "neg.yaml"
     cfg_file.write_text("backend:\n  options:\n    temperature: 0.3\n    limits: {requests_per_minute: 10}\n")
-    cfg = resolve_config("custom", str(cfg_file), parse_overrides(["backend.options.progress=false",
-                                                                   "backend.options.limits.tokens_per_minute=99"]))
+    cfg = load_config("custom", str(cfg_file), parse_overrides(["backend.options.progress=false",
+                                                                "backend.options.limits.tokens_per_minute=99"]))
     assert cfg.backend.options == {"temperature": 0.3, "progress": False,
                                    "limits": {"requests_per_minute": 10, "tokens_per_minute": 99}}
