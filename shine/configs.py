@@ -25,7 +25,7 @@ import yaml
 from shine.errors import ShineError
 
 __all__ = ["ConfigValueError", "merge", "deep_merge", "parse_overrides", "load_yaml", "to_dict", "layered", "YamlLoader",
-           "field_comments", "add_config_options", "option_overrides"]
+           "field_comments", "add_config_options", "option_overrides", "add_field_options", "given_fields"]
 
 T = TypeVar("T")
 
@@ -313,3 +313,31 @@ def option_overrides(args: argparse.Namespace, extra: Iterable[str] = ()) -> lis
     """The ``--section.field`` options given, as ``key=value`` items, then ``extra`` (``--set`` items win)."""
     given = [f"{dest[4:]}={value}" for dest, value in vars(args).items() if dest.startswith("cfg:") and value is not None]
     return given + list(extra)
+
+
+def add_field_options(parser: argparse.ArgumentParser, cls: type, choices: Mapping[str, Sequence[str]] | None = None,
+                      skip: Iterable[str] = ()) -> None:
+    """One ``--field-name`` option per field of the flat dataclass ``cls`` (``batch_size`` -> ``--batch-size``):
+    ints and floats typed, ``Literal`` fields (or ``choices``) as choices, help from the field comments with the
+    default. Every option defaults to None, so :func:`given_fields` returns only what was given."""
+    hints, comments, choices, skipped = typing.get_type_hints(cls), field_comments(cls), dict(choices or {}), set(skip)
+    for f in dataclasses.fields(cls):
+        if f.name in skipped or not f.init:
+            continue
+        tp = hints[f.name]
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):  # X | None: the option takes an X
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None}
+        if f.name in choices or typing.get_origin(tp) is typing.Literal:
+            kwargs["choices"] = tuple(choices.get(f.name) or typing.get_args(tp))
+        elif tp in (int, float):
+            kwargs["type"] = tp
+        default = f.default if f.default is not dataclasses.MISSING else None
+        kwargs["help"] = f"{comments.get(f.name, '')} [{default!r}]".strip().replace("%", "%%")
+        parser.add_argument(f"--{f.name.replace('_', '-')}", **kwargs)
+
+
+def given_fields(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of ``cls`` that :func:`add_field_options` options were given for (None: not given)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+            if getattr(args, f.name, None) is not None}

@@ -42,11 +42,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipeline.errors import ConfigError
+from pipeline.text.config import ENCODERS
 from shine.word_vectors import WordVectors, text_salt
 
 __all__ = ["TextEncoder", "HFTokenEncoder", "WordVectorEncoder", "ENCODERS", "HF_ENCODERS", "CLIP_HUB_ID", "load_encoder", "encoder_identity", "resolve_model_path", "resolve_device", "model_files_sha256"]
 
-ENCODERS: tuple[str, ...] = ("minilm", "clip", "word-vectors")
 #: encoders backed by model files (``--model-path``); the others are computed from their options alone
 HF_ENCODERS: tuple[str, ...] = ("minilm", "clip")
 WORD_VECTORS = "word-vectors"

@@ -2,6 +2,10 @@
 
 One task wrapping :func:`pipeline.text.stage.text_features_step`; rerunning on the same run directory resumes
 an interrupted encoding and skips a finished one (the stage's own fingerprint decides, not Prefect's cache).
+
+The flow's parameters besides ``run`` are the fields of ``pipeline.text.config.TextFeaturesConfig`` with the same
+defaults (Prefect builds a deployment's parameter form from the signature, so they are written out; a test keeps
+them equal to the dataclass), and they are turned into the config in one call.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from prefect.cache_policies import NO_CACHE
 
 from pipeline.run_lock import RunLock
 from pipeline.stages import StageReport, stage_logger
-from pipeline.text.stage import TextFeaturesConfig, store_dir, text_features_step
+from pipeline.text.config import TextFeaturesConfig, text_config
+from pipeline.text.stage import store_dir, text_features_step
 
 __all__ = ["encode_text", "encode_text_task"]
 
@@ -56,9 +61,8 @@ def encode_text(
 
     Returns the stage report as a dict (store path, rows, tokens, chunks reused/computed).
     """
-    cfg = TextFeaturesConfig(encoder=encoder, model_path=model_path, batch_size=batch_size, device=device,
-                             dtype=dtype, chunk_size=chunk_size, invalid=invalid,  # type: ignore[arg-type]
-                             fallback_negatives=fallback_negatives, encoder_seed=encoder_seed, dim=dim)
+    settings = {name: value for name, value in locals().items() if name != "run"}  # exactly the config's fields
+    cfg = text_config(**settings)
     # the store is written inside the run directory: one writer at a time, as for build-negatives
     with RunLock(Path(run), warn=stage_logger().warning, create=False):
         report = encode_text_task(run, cfg)

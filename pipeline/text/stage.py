@@ -31,19 +31,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from pipeline import tables
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import DataError
 from pipeline.lineage import check_together
 from pipeline.manifest import package_versions
 from pipeline.stages import RunState, StageReport, fingerprint, iter_chunks, raw_chunk_problem, stage_logger
 from pipeline.tables import sha256_file
-from pipeline.text.encoders import ENCODERS, TextEncoder, encoder_identity, load_encoder
+from pipeline.text.config import TextFeaturesConfig
+from pipeline.text.encoders import TextEncoder, encoder_identity, load_encoder
 from pipeline.text.store_writer import TextEntry, assemble_store, store_intact, write_chunk
 from shine.progress import format_duration
 from shine.text_store_format import META_FILE, VARIANTS, store_dir
@@ -52,44 +53,6 @@ from shine.versions import installed_versions
 __all__ = ["TextFeaturesConfig", "text_features_step", "store_dir", "collect_texts"]
 
 STAGE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class TextFeaturesConfig:
-    """Settings of the text-features stage (``shine encode-text`` options map 1:1 to these fields)."""
-
-    encoder: str = "minilm"
-    #: a local model directory; None: the minilm package's weights / the hub cache for clip
-    model_path: str | None = None
-    batch_size: int = 64
-    #: "auto" (CUDA when present), "cpu", "cuda", "cuda:N"
-    device: str = "auto"
-    dtype: Literal["float16", "float32"] = "float32"
-    #: queries per chunk (x4 entries): the unit of progress, atomic writes and resume
-    chunk_size: int = 2000
-    invalid: Literal["keep", "fallback"] = "keep"
-    #: negatives.parquet whose rows replace invalid ones under ``invalid = "fallback"``
-    fallback_negatives: str | None = None
-    #: ``word-vectors`` only: the synthetic data set's seed and text dimension (None: 64) it reproduces
-    encoder_seed: int = 0
-    dim: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.encoder not in ENCODERS:
-            raise ConfigError(f"Expected encoder in {list(ENCODERS)}, got {self.encoder!r}")
-        if self.dtype not in ("float16", "float32"):
-            raise ConfigError(f"Expected dtype 'float16' or 'float32', got {self.dtype!r}")
-        if self.invalid not in ("keep", "fallback"):
-            raise ConfigError(f"Expected invalid rule 'keep' or 'fallback', got {self.invalid!r}")
-        if self.invalid == "fallback" and not self.fallback_negatives:
-            raise ConfigError("invalid = 'fallback' needs fallback_negatives (a negatives.parquet, e.g. of a --backend random run)")
-        if self.encoder != "word-vectors" and (self.encoder_seed != 0 or self.dim is not None):
-            raise ConfigError(f"encoder_seed and dim apply to the word-vectors encoder only, not {self.encoder!r}")
-        if self.encoder_seed < 0 or (self.dim is not None and self.dim < 1):
-            raise ConfigError(f"Expected encoder_seed >= 0 and dim >= 1, got {self.encoder_seed!r} and {self.dim!r}")
-        for name in ("batch_size", "chunk_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"Expected {name} >= 1, got {getattr(self, name)}")
 
 
 def _negatives_by_key(path: Path) -> dict[tuple[str, int], tuple[str, bool]]:

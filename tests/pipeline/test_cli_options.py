@@ -64,3 +64,35 @@ def test_a_bad_option_value_is_one_line_before_any_work(tmp_path, capsys: pytest
                                               "pair_min_count, got ['min_cnt']; drop it (--set backend.options.KEY=VALUE "
                                               "sets an allowed one)"]
     assert not out.exists()
+
+
+def test_encode_text_options_and_flow_parameters_are_the_config_fields() -> None:
+    import inspect
+
+    from pipeline.text.config import TextFeaturesConfig
+    from pipeline.text.flow import encode_text
+
+    fields = {f.name: f.default for f in dataclasses.fields(TextFeaturesConfig)}
+    p = _sub(cli.build_parser(), "encode-text")
+    options = {a.dest for a in p._actions if a.option_strings} - {"help", "run", "json"}
+    assert options == set(fields)
+    params = dict(inspect.signature(encode_text.fn).parameters)
+    params.pop("run")
+    assert {name: prm.default for name, prm in params.items()} == fields, "flow defaults drifted from the config"
+
+
+def test_encode_text_passes_only_given_options(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import pipeline.text.flow as text_flow
+
+    seen = {}
+
+    def fake(run: str, **given):
+        seen.update(given, run=run)
+        return {"status": "finished", "seconds": 0.0, "store": "s", "rows": 0, "chunks_computed": 0,
+                "chunks_reused": 0, "details": {"num_tokens": 0, "dim": 8, "num_invalid": 0, "num_fallback": 0}}
+
+    monkeypatch.setattr(text_flow, "encode_text", fake)
+    assert cli.main(["encode-text", "--run", "r", "--encoder", "word-vectors", "--dim", "8", "--batch-size", "4"]) == 0
+    assert seen == {"run": "r", "encoder": "word-vectors", "dim": 8, "batch_size": 4}
+    assert cli.main(["encode-text", "--run", "r", "--chunk-size", "0"]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "ConfigError: Expected chunk_size >= 1, got 0"
