@@ -103,13 +103,14 @@ def _count(minimum: int) -> Callable[[str], int]:
 
 def _build_negatives(args: argparse.Namespace) -> int:
     from pipeline.config_check import checked_config
+    from pipeline.llm.secrets import move_secrets_to_env
     from shine.configs import option_overrides, parse_overrides
     from shine.paths import check_out_dir
 
     overrides = parse_overrides(option_overrides(args, args.overrides))
     # secret-bearing --set values (auth headers, base_url credentials) move into variables of this process, which
     # runs the flow: only the variables' names become flow parameters (stored in Prefect's database) and config
-    overrides = _secrets_to_env(overrides)
+    overrides = move_secrets_to_env(overrides)
     # a bad setting or an unusable --out fails here, before Prefect starts, with one readable line
     checked_config(args.dataset, args.config_file, overrides, args.backend, args.model)
     check_out_dir(args.out)
@@ -131,15 +132,6 @@ def _build_negatives(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary)
     return 0
-
-
-def _secrets_to_env(overrides: dict[str, Any]) -> dict[str, Any]:
-    """``pipeline.llm.secrets.move_secrets_to_env`` when the LLM backends are installed."""
-    try:
-        from pipeline.llm.secrets import move_secrets_to_env
-    except ModuleNotFoundError:
-        return overrides
-    return move_secrets_to_env(overrides)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
