@@ -34,15 +34,15 @@ def _maxrss_mb() -> float:
 
 def build_run(data_dir: Path, n: int, out: Path) -> Path:
     """queries.parquet + negatives.parquet of the first ``n`` Charades-CG train queries (random backend)."""
-    from pipeline import steps
-    from pipeline.stages import RunState
+    from pipeline import stages
+    from pipeline.resume import RunState
 
     src = data_dir / "charades_cg" / "charades_cg_train.jsonl"
     subset = out / "input.jsonl"
     with open(src, encoding="utf-8") as fh:
         subset.write_text("".join(next(fh) for _ in range(n)), encoding="utf-8")
     run = out / "negrun"
-    steps.run_stages(RunState(run), [steps.InputSpec(path=subset)])
+    stages.run_stages(RunState(run), [stages.InputSpec(path=subset)])
     return run
 
 

@@ -19,11 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline import steps, tables
+from pipeline import stages, tables
 from pipeline.backends.lexical import LexicalBackend
 from pipeline.config import DATASET_PRESETS, DictionaryConfig, LoadConfig, MaskConfig, PipelineConfig, PosConfig
 from pipeline.datasets import default_input
-from pipeline.stages import RunState
+from pipeline.resume import RunState
 from shine.configs import layered
 
 
@@ -35,10 +35,10 @@ def _prepare(dataset: str, out: Path, limit: int) -> None:
         sub.write_text("\n".join(Path(src).read_text(encoding="utf-8").splitlines()[:limit]) + "\n")
         src = sub
     state = RunState(out)
-    steps.load_step(state, [steps.InputSpec(Path(src), "train")], cfg.load)
-    steps.pos_step(state, PosConfig())
-    steps.dictionary_step(state, DictionaryConfig())
-    steps.masked_step(state, cfg.mask)
+    stages.load_step(state, [stages.InputSpec(Path(src), "train")], cfg.load)
+    stages.pos_step(state, PosConfig())
+    stages.dictionary_step(state, DictionaryConfig())
+    stages.masked_step(state, cfg.mask)
 
 
 def main() -> None:
@@ -58,7 +58,7 @@ def main() -> None:
         queries = tables.read_table(out / "queries.parquet", tables.QUERIES, columns=["qid", "query"])
         masked = tables.read_table(out / "masked.parquet", tables.MASKED)
         n_levels = len(masked) // len(pos)
-        reqs = steps._requests({"qid": pos["qid"].tolist(), "tokens": pos["tokens"].tolist(),
+        reqs = stages._requests({"qid": pos["qid"].tolist(), "tokens": pos["tokens"].tolist(),
                                 "query": queries["query"].tolist()},
                                {c: masked[c].tolist() for c in masked.columns}, n_levels, MaskConfig().mask_token,
                                0, len(pos))

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from pipeline.lineage import CHUNK_KEY, LINEAGE_KEY, check_together, make_lineage, with_metadata
 from pipeline.run_lock import RunLock
-from pipeline.stages import RunState, iter_chunks
+from pipeline.resume import RunState, iter_chunks
 
 
 def _table(start: int, stop: int) -> pa.Table:

@@ -20,14 +20,14 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from pipeline import steps
+from pipeline import stages
 from pipeline.config import PipelineConfig
 from pipeline.config_check import checked_config
 from pipeline.datasets import default_input
 from pipeline.errors import BelowMinValidError, IncompleteRunError
 from pipeline.manifest import write_manifest
 from pipeline.run_lock import RunLock
-from pipeline.stages import RunState, StageReport, stage_logger
+from pipeline.resume import RunState, StageReport, stage_logger
 from pipeline.summary import summary_markdown
 from shine.configs import to_dict
 
@@ -38,27 +38,27 @@ _TASK_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
 @task(name="load", **_TASK_OPTS)
-def load_task(state: RunState, inputs: list[steps.InputSpec], cfg: PipelineConfig) -> StageReport:
+def load_task(state: RunState, inputs: list[stages.InputSpec], cfg: PipelineConfig) -> StageReport:
     """Annotation files -> queries.parquet."""
-    return steps.load_step(state, inputs, cfg.load)
+    return stages.load_step(state, inputs, cfg.load)
 
 
 @task(name="pos", **_TASK_OPTS)
 def pos_task(state: RunState, cfg: PipelineConfig) -> StageReport:
     """queries.parquet -> pos.parquet (spaCy, chunked)."""
-    return steps.pos_step(state, cfg.pos)
+    return stages.pos_step(state, cfg.pos)
 
 
 @task(name="dictionary", **_TASK_OPTS)
 def dictionary_task(state: RunState, cfg: PipelineConfig) -> StageReport:
     """pos.parquet -> dictionary.parquet (D from the training split)."""
-    return steps.dictionary_step(state, cfg.dictionary)
+    return stages.dictionary_step(state, cfg.dictionary)
 
 
 @task(name="masked", **_TASK_OPTS)
 def masked_task(state: RunState, cfg: PipelineConfig) -> StageReport:
     """pos.parquet -> masked.parquet (three nested levels per query)."""
-    return steps.masked_step(state, cfg.mask)
+    return stages.masked_step(state, cfg.mask)
 
 
 @task(name="quality", **_TASK_OPTS)
@@ -72,7 +72,7 @@ def quality_task(state: RunState, cfg: PipelineConfig) -> StageReport:
 @task(name="negatives", **_TASK_OPTS)
 def negatives_task(state: RunState, cfg: PipelineConfig) -> StageReport:
     """masked.parquet + dictionary.parquet -> negatives.parquet through the configured backend."""
-    return steps.negatives_step(state, cfg.backend, cfg.mask)
+    return stages.negatives_step(state, cfg.backend, cfg.mask)
 
 
 @flow(name="build-negatives", log_prints=True, validate_parameters=True)
@@ -108,7 +108,7 @@ def build_negatives(
     # the whole config (backend name, model and options included) is checked before any stage runs
     cfg = checked_config(dataset, config_file, overrides, backend, model)
     paths = [Path(p) for p in inputs] if inputs else [default_input(dataset, split, data_dir)]
-    specs = [steps.InputSpec(path=p, split=split, tag=tag) for p in paths]
+    specs = [stages.InputSpec(path=p, split=split, tag=tag) for p in paths]
     out_dir = Path(out)
     with RunLock(out_dir, warn=stage_logger().warning):
         state = RunState(out_dir)
@@ -129,8 +129,8 @@ def build_negatives(
                 stage_tasks.append(quality_task)
             for stage_task in stage_tasks:
                 reports.append(stage_task(state, cfg))
-            fractions = steps.valid_fractions(out_dir / "negatives.parquet")
-            summary = _summary(base, reports, out_dir, fractions, steps.min_valid_for(cfg.backend), t0)
+            fractions = stages.valid_fractions(out_dir / "negatives.parquet")
+            summary = _summary(base, reports, out_dir, fractions, stages.min_valid_for(cfg.backend), t0)
             gate = _min_valid_failure(fractions, summary["min_valid"], out_dir)
             summary["status"] = "failed" if gate else "finished"
             if gate:

@@ -1,373 +1,366 @@
-"""Skipping finished stages and resuming interrupted ones.
+"""The stage functions of the build-negatives flow (the Prefect tasks in ``pipeline.flow`` wrap them; they do the I/O;
+fingerprints and resume are ``pipeline.resume``).
 
-Each stage has a *fingerprint*: the sha256 of its name, code version, the sha256 of its inputs and the part
-of the config it reads. When a stage finishes it records the fingerprint and its output's sha256 in
-``<out>/.state/<stage>.json``; a later run with the same fingerprint and an untouched output does no work.
-
-Long stages run in chunks. Each finished chunk is written atomically to
-``<out>/.chunks/<stage>-<fingerprint>-<chunk size>/<index>.parquet``; a run that was interrupted (crash,
-Ctrl-C, kill -9) finds those files on the next run, checks each (Parquet footer readable, row count of its
-range, the stage's fingerprint in its metadata) and computes only the missing or bad chunks. A chunk that
-``compute`` cannot finish (rows the backend never answered) is not saved: the stage then raises
-:class:`~pipeline.errors.IncompleteRunError` after the other chunks, and is not recorded as finished.
-
-Lineage: every table is written with its lineage (``pipeline.lineage``) in its Parquet metadata, and a stage
-that writes its output first removes the outputs and state of every stage downstream of it, so a run
-directory never holds tables of two different runs, even when a run fails half way.
+Each function reads its upstream table(s) from the run directory, skips itself when an earlier run already
+finished with the same fingerprint, and otherwise writes its table atomically (in resumable chunks for the
+long stages). Every function returns a :class:`~pipeline.resume.StageReport`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import re
-import shutil
-import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
-from pipeline.errors import IncompleteRunError
-from pipeline.lineage import CHUNK_KEY, LINEAGE_KEY, make_lineage, read_lineage, read_metadata, with_metadata
-from pipeline.tables import atomic_write_json, sha256_file, write_arrow
+from pipeline import tables
+from pipeline.backends.base import FillRequest, MaskedLevel, fill_all
+from pipeline.backends.registry import OFFLINE_BACKENDS, backend_inputs, make_backend
+from pipeline.config import BackendConfig, DictionaryConfig, LoadConfig, MaskConfig, PipelineConfig, PosConfig
+from pipeline.dictionary import build_dictionary
+from pipeline.errors import DataError, IncompleteRunError
+from pipeline.lineage import check_together
+from pipeline.load import load_annotations
+from pipeline.masking import MaskRule
+from pipeline.nlp import load_nlp, model_info
+from pipeline.pos import DocStream, tag_docs
+from pipeline.resume import RunState, StageReport, fingerprint, register_stage, run_chunked, run_whole
+from shine.configs import to_dict
 
 __all__ = [
-    "StageReport",
-    "RunState",
-    "STAGE_INPUTS",
-    "register_stage",
-    "fingerprint",
-    "iter_chunks",
-    "raw_chunk_problem",
-    "run_chunked",
-    "run_whole",
-    "stage_logger",
+    "InputSpec",
+    "TABLE_FILES",
+    "TABLE_INPUTS",
+    "LLM_MIN_VALID",
+    "min_valid_for",
+    "valid_fractions",
+    "load_step",
+    "pos_step",
+    "dictionary_step",
+    "masked_step",
+    "negatives_step",
+    "run_stages",
 ]
 
-#: the stages writing top-level ``<name>.parquet`` tables and the stages they read (what "downstream" means
-#: before any state file exists); stages add themselves with :func:`register_stage`
-STAGE_INPUTS: dict[str, tuple[str, ...]] = {}
+#: bump a stage's version when its code changes what it writes: finished runs then recompute it
+STAGE_VERSIONS: dict[str, int] = {"queries": 1, "pos": 1, "dictionary": 1, "masked": 1, "negatives": 1}
+
+TABLE_FILES: dict[str, str] = {name: f"{name}.parquet" for name in STAGE_VERSIONS}
+
+#: the tables each stage reads (its lineage; a stage that recomputes removes everything downstream of it)
+TABLE_INPUTS: dict[str, tuple[str, ...]] = {
+    "queries": (),
+    "pos": ("queries",),
+    "dictionary": ("pos", "queries"),
+    "masked": ("pos",),
+    "negatives": ("masked", "dictionary", "pos", "queries"),
+}
+for _name, _inputs in TABLE_INPUTS.items():
+    register_stage(_name, _inputs)
+
+#: default ``backend.min_valid`` of LLM backends (offline ones: 0). A healthy model with re-asks answers well
+#: above this; a run below it has a wrong model, prompt or parser, and must not pass for a good table.
+LLM_MIN_VALID = 0.8
+
+#: one line per cause of an unanswered row, in the order the summary line lists them
+_CAUSES: tuple[str, ...] = ("connection", "timeout", "http_5xx", "http_429", "budget", "expired", "no_answer")
 
 
-def register_stage(name: str, inputs: Sequence[str]) -> None:
-    """Declare that stage ``name`` writes ``<name>.parquet`` from the tables of ``inputs``."""
-    STAGE_INPUTS[name] = tuple(inputs)
+def min_valid_for(cfg: BackendConfig) -> float:
+    """The valid fraction every level must reach: ``cfg.min_valid``, else 0.8 for LLM backends, 0 offline."""
+    if cfg.min_valid is not None:
+        return float(cfg.min_valid)
+    return 0.0 if cfg.name in OFFLINE_BACKENDS else LLM_MIN_VALID
 
 
-def stage_logger() -> logging.Logger | logging.LoggerAdapter:
-    """Prefect's run logger inside a flow or task run, a plain module logger elsewhere."""
-    try:
-        from prefect.exceptions import MissingContextError
-        from prefect.logging import get_run_logger
-
-        try:
-            return get_run_logger()
-        except MissingContextError:
-            pass
-    except ImportError:  # pragma: no cover - prefect is a dependency
-        pass
-    return logging.getLogger("shine.pipeline")
+def valid_fractions(path: Path) -> dict[int, float]:
+    """Valid fraction per level of a negatives table (levels ascending)."""
+    neg = tables.read_table(path, tables.NEGATIVES, columns=["level", "valid"])
+    grouped = neg.groupby("level")["valid"].mean()
+    return {int(level): round(float(frac), 4) for level, frac in grouped.items()}
 
 
-def fingerprint(stage: str, payload: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of ``{stage, payload}``."""
-    blob = json.dumps({"stage": stage, **payload}, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+@dataclass(frozen=True)
+class InputSpec:
+    """One annotation file and the split its queries belong to."""
+
+    path: Path
+    split: str = "train"
+    tag: str | None = None
 
 
-def iter_chunks(n: int, size: int) -> Iterator[tuple[int, int, int]]:
-    """(index, start, stop) of consecutive chunks covering ``range(n)``.
-
-    >>> list(iter_chunks(5, 2))
-    [(0, 0, 2), (1, 2, 4), (2, 4, 5)]
-    """
-    for index, start in enumerate(range(0, n, size)):
-        yield index, start, min(n, start + size)
+def _table(out: Path, name: str) -> Path:
+    return out / TABLE_FILES[name]
 
 
-@dataclass
-class StageReport:
-    """What one stage did in this run (goes into manifest.json and the Prefect artifact)."""
-
-    stage: str
-    status: str  # "ran" | "skipped"
-    rows: int
-    seconds: float
-    fingerprint: str
-    output: str
-    output_sha256: str
-    chunks_total: int = 1
-    chunks_reused: int = 0
-    chunks_computed: int = 0
-    #: stage-specific facts kept with the state (clipped windows, backend stats), so a skip still has them
-    details: dict[str, Any] = field(default_factory=dict)
-    #: the stages whose tables this one read (its recorded lineage; what "downstream" means for cleanup)
-    inputs: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class RunState:
-    """The bookkeeping directory of one output directory."""
-
-    def __init__(self, out: Path, run_id: str | None = None) -> None:
-        self.out = Path(out)
-        self.state_dir = self.out / ".state"
-        self.chunk_root = self.out / ".chunks"
-        #: written into the lineage of every table this run writes
-        self.run_id = run_id or uuid.uuid4().hex[:12]
-
-    def _state_file(self, stage: str) -> Path:
-        return self.state_dir / f"{stage}.json"
-
-    def finished(self, stage: str, fp: str, output: Path) -> StageReport | None:
-        """The report of an earlier run of this stage if it finished with ``fp`` and its output is untouched."""
-        state_file = self._state_file(stage)
-        if not state_file.is_file() or not output.is_file():
-            return None
-        try:
-            state = json.loads(state_file.read_text())
-        except json.JSONDecodeError:
-            return None
-        if state.get("fingerprint") != fp or state.get("output_sha256") != sha256_file(output):
-            return None
-        known = {f.name for f in fields(StageReport)}
-        report = StageReport(**{k: v for k, v in state.items() if k in known})
-        report.status, report.seconds = "skipped", 0.0
-        report.chunks_reused = report.chunks_computed = 0
-        return report
-
-    def record(self, report: StageReport) -> None:
-        """Mark a stage finished (written after its output, so a crash in between only costs a rerun)."""
-        atomic_write_json(self._state_file(report.stage), report.as_dict())
-
-    def chunk_dir(self, stage: str, fp: str, chunk_size: int) -> Path:
-        return self.chunk_root / f"{stage}-{fp[:16]}-{chunk_size}"
-
-    def input_sha(self, stage: str) -> str:
-        """The recorded output sha256 of an upstream stage (its downstream fingerprints build on it)."""
-        return json.loads(self._state_file(stage).read_text())["output_sha256"]
-
-    def table_path(self, stage: str) -> Path:
-        """The top-level table a stage writes (``<out>/<stage>.parquet``)."""
-        return self.out / f"{stage}.parquet"
-
-    def lineage(self, stage: str, fp: str, inputs: Sequence[str]) -> dict[str, Any]:
-        """The lineage of ``stage``'s new table: its fingerprint and those of everything it was built from."""
-        return make_lineage(stage, fp, {name: read_lineage(self.table_path(name)) for name in inputs}, self.run_id)
-
-    def _recorded(self) -> dict[str, dict[str, Any]]:
-        """Every readable state file, by stage."""
-        found: dict[str, dict[str, Any]] = {}
-        for path in sorted(self.state_dir.glob("*.json")) if self.state_dir.is_dir() else []:
-            try:
-                found[path.stem] = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-        return found
-
-    def downstream(self, stage: str) -> list[str]:
-        """Every stage that reads ``stage``'s table, directly or through others (registry + state files)."""
-        recorded = self._recorded()
-        graph = {name: set(ins) for name, ins in STAGE_INPUTS.items()}
-        for name, st in recorded.items():
-            graph.setdefault(name, set()).update(st.get("inputs") or [])
-        found: list[str] = []
-        frontier = {stage}
-        while frontier:
-            nxt = {name for name, ins in graph.items() if ins & frontier and name not in found and name != stage}
-            found.extend(sorted(nxt))
-            frontier = nxt
-        return found
-
-    def invalidate_downstream(self, stage: str) -> list[str]:
-        """Remove the outputs, state files and chunks of every stage downstream of ``stage``; return their names.
-
-        Called just before ``stage`` writes a new table, so the directory never pairs the new table with
-        tables built from the old one. A stage's output is its file at the top of the run directory, or the
-        whole directory of its marker file when that lies deeper (a text-feature store's store.json).
-        """
-        recorded = self._recorded()
-        removed = []
-        for name in self.downstream(stage):
-            output = (recorded.get(name) or {}).get("output") or (f"{name}.parquet" if name in STAGE_INPUTS else None)
-            if output:
-                target = self.out / output
-                target = target.parent if target.parent != self.out else target
-                if target.is_dir() and target.resolve() != self.out.resolve():
-                    shutil.rmtree(target, ignore_errors=True)
-                elif target.is_file():
-                    target.unlink()
-            self._state_file(name).unlink(missing_ok=True)
-            self.remove_chunks(name)
-            removed.append(name)
-        return removed
-
-    def remove_chunks(self, stage: str, keep: Path | None = None) -> None:
-        """Remove the chunk directories of ``stage`` (every fingerprint and chunk size) except ``keep``."""
-        pattern = re.compile(rf"{re.escape(stage)}-[0-9a-f]{{16}}-\d+")
-        for cdir in self.chunk_root.iterdir() if self.chunk_root.is_dir() else []:
-            if cdir.is_dir() and pattern.fullmatch(cdir.name) and cdir != keep:
-                shutil.rmtree(cdir, ignore_errors=True)
-
-    def chunk_problem(self, path: Path, stage: str, fp: str, start: int, stop: int, rows: int) -> str:
-        """Why a chunk file left by an earlier run cannot be reused ("" when it can)."""
-        try:
-            found_rows = pq.read_metadata(path).num_rows
-        except (OSError, pa.ArrowException) as exc:
-            return f"its Parquet footer is unreadable ({type(exc).__name__})"
-        meta = read_metadata(path, CHUNK_KEY)
-        if meta is None:
-            return "it records no chunk metadata"
-        if meta.get("stage") != stage or meta.get("fingerprint") != fp:
-            return "it was written for other inputs or settings (fingerprint differs)"
-        if (meta.get("start"), meta.get("stop")) != (start, stop) or found_rows != rows:
-            return f"it holds {found_rows} rows for items {meta.get('start')}:{meta.get('stop')}, expected {rows} for {start}:{stop}"
-        return ""
+def load_step(state: RunState, inputs: list[InputSpec], cfg: LoadConfig | None = None) -> StageReport:
+    """Stage 1: annotation files -> queries.parquet (inputs with sha256 and clipped windows in ``details``)."""
+    cfg = cfg or LoadConfig()
+    out = _table(state.out, "queries")
+    for spec in inputs:
+        if not Path(spec.path).is_file():
+            load_annotations(spec.path, spec.split, spec.tag)  # raises the clear missing-file error
+    facts = [{"path": str(s.path), "split": s.split, "sha256": tables.sha256_file(s.path)} for s in inputs]
+    fp = fingerprint(
+        "queries",
+        {"v": STAGE_VERSIONS["queries"], "inputs": facts, "tags": [s.tag for s in inputs], "cfg": to_dict(cfg)},
+    )
+    done = state.finished("queries", fp, out)
+    if done is not None:
+        return done
+    rows: list[dict[str, Any]] = []
+    clipped = 0
+    skipped: list[dict[str, str]] = []
+    seen: dict[str, str] = {}
+    for spec in inputs:
+        result = load_annotations(spec.path, spec.split, spec.tag, cfg.invalid_windows, cfg.max_query_chars)
+        skipped.extend(result.skipped)
+        for row in result.rows:
+            if row["qid"] in seen:
+                raise DataError(f"{spec.path}: qid {row['qid']!r} also appears in {seen[row['qid']]}; qids must be unique")
+            seen[row["qid"]] = str(spec.path)
+        rows.extend(result.rows)
+        clipped += result.clipped_windows
+    columns = {name: [r[name] for r in rows] for name in tables.QUERIES.names}
+    details = {"inputs": facts, "clipped_windows": clipped, "skipped_queries": skipped}
+    return run_whole(state, "queries", fp, lambda: _arrow(columns, tables.QUERIES), out, details, inputs=TABLE_INPUTS["queries"])
 
 
-def raw_chunk_problem(mark: Path, raw: Path, entries: int, row_bytes: int) -> str:
-    """Why a chunk made of a raw row file and a Parquet index of row counts (``length``) cannot be reused.
-
-    "" when it can, or when there is no index yet (the index is written last: it marks the chunk finished).
-    """
-    try:
-        lengths = pq.read_table(mark, columns=["length"]).column("length").to_numpy() if mark.is_file() else None
-    except (OSError, pa.ArrowException, KeyError) as exc:
-        return f"its index is unreadable ({type(exc).__name__})"
-    if lengths is None:
-        return ""
-    expected = int(lengths.astype("int64").sum()) * row_bytes
-    if len(lengths) != entries or not raw.is_file() or raw.stat().st_size != expected:
-        return f"expected {entries} entries and a {expected}-byte row file"
-    return ""
+def _arrow(columns: dict[str, list], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_arrays([pa.array(columns[f.name], type=f.type) for f in schema], schema=schema)
 
 
-def run_chunked(
+def pos_step(state: RunState, cfg: PosConfig, on_chunk: Callable[[int], None] | None = None) -> StageReport:
+    """Stage 2: queries.parquet -> pos.parquet with spaCy (chunked, resumable)."""
+    nlp = load_nlp(cfg.model)
+    out = _table(state.out, "pos")
+    # batch size and processes change speed, not output, so they stay out of the fingerprint
+    fp = fingerprint(
+        "pos",
+        {"v": STAGE_VERSIONS["pos"], "queries": state.input_sha("queries"), "model": model_info(nlp)},
+    )
+    done = state.finished("pos", fp, out)
+    if done is not None:
+        return done
+    queries = tables.read_table(_table(state.out, "queries"), tables.QUERIES, columns=["qid", "query"])
+    qids, texts = queries["qid"].tolist(), queries["query"].tolist()
+    stream = DocStream(nlp, texts, cfg.batch_size, cfg.processes(len(texts)))
+
+    def compute(start: int, stop: int) -> pa.Table:
+        return _arrow(tag_docs(qids[start:stop], stream.take(start, stop)), tables.POS)
+
+    return run_chunked(state, "pos", fp, len(qids), cfg.chunk_size, compute, out, on_chunk=on_chunk,
+                       inputs=TABLE_INPUTS["pos"])
+
+
+def dictionary_step(state: RunState, cfg: DictionaryConfig, splits: tuple[str, ...] = ("train",)) -> StageReport:
+    """Stage 3: the primitive dictionary D from the queries of ``splits`` (all queries if none match)."""
+    out = _table(state.out, "dictionary")
+    fp = fingerprint(
+        "dictionary",
+        {"v": STAGE_VERSIONS["dictionary"], "pos": state.input_sha("pos"), "cfg": to_dict(cfg), "splits": list(splits)},
+    )
+    done = state.finished("dictionary", fp, out)
+    if done is not None:
+        return done
+    pos = tables.read_table(_table(state.out, "pos"), tables.POS, columns=["qid", "tokens", "lemma", "pos"])
+    queries = tables.read_table(_table(state.out, "queries"), tables.QUERIES, columns=["qid", "split"])
+    keep = queries["split"].isin(splits).to_numpy()
+    if not keep.any():
+        keep[:] = True
+    pos = pos[keep]
+    words = pos["lemma"] if cfg.form == "lemma" else pos["tokens"]
+    df = build_dictionary(words, pos["pos"], cfg.min_count)
+    return run_whole(state, "dictionary", fp, lambda: _arrow({c: df[c].tolist() for c in df.columns}, tables.DICTIONARY), out,
+                     inputs=TABLE_INPUTS["dictionary"])
+
+
+def masked_step(state: RunState, cfg: MaskConfig) -> StageReport:
+    """Stage 4: the nested masked levels of every query -> masked.parquet (rows ordered by query, level)."""
+    out = _table(state.out, "masked")
+    fp = fingerprint("masked", {"v": STAGE_VERSIONS["masked"], "pos": state.input_sha("pos"), "cfg": to_dict(cfg)})
+    done = state.finished("masked", fp, out)
+    if done is not None:
+        return done
+    pos = tables.read_table(_table(state.out, "pos"), tables.POS, columns=["qid", "tokens", "pos", "dep"])
+    rule = MaskRule(cfg)
+    cols: dict[str, list] = {name: [] for name in tables.MASKED.names}
+    for qid, toks, tags, deps in zip(pos["qid"], pos["tokens"], pos["pos"], pos["dep"]):
+        n_maskable = len(rule.order(toks, tags, deps))
+        for lv in rule.apply(toks, tags, deps):
+            cols["qid"].append(qid)
+            cols["level"].append(lv.level)
+            cols["ratio"].append(lv.ratio)
+            cols["masked_query"].append(lv.masked_query)
+            cols["masked_positions"].append(list(lv.positions))
+            cols["original_words"].append(list(lv.original_words))
+            cols["primitives"].append(list(lv.primitives))
+            cols["n_maskable"].append(n_maskable)
+    return run_whole(state, "masked", fp, lambda: _arrow(cols, tables.MASKED), out, inputs=TABLE_INPUTS["masked"])
+
+
+def _requests(pos: Any, masked: Any, n_levels: int, mask_token: str, start: int, stop: int) -> list[FillRequest]:
+    """FillRequests for queries ``start:stop`` (masked rows are blocks of ``n_levels`` per query)."""
+    reqs = []
+    m_qid, m_level, m_ratio = masked["qid"], masked["level"], masked["ratio"]
+    m_query, m_pos, m_orig, m_prim = masked["masked_query"], masked["masked_positions"], masked["original_words"], masked["primitives"]
+    for i in range(start, stop):
+        qid, toks = pos["qid"][i], tuple(pos["tokens"][i])
+        levels = []
+        for j in range(i * n_levels, (i + 1) * n_levels):
+            if m_qid[j] != qid:
+                raise DataError(f"masked.parquet row {j} has qid {m_qid[j]!r}, expected {qid!r}; delete masked.parquet and rerun")
+            positions = tuple(int(p) for p in m_pos[j])
+            masked_tokens = list(toks)
+            for p in positions:
+                masked_tokens[p] = mask_token
+            levels.append(
+                MaskedLevel(
+                    level=int(m_level[j]),
+                    ratio=float(m_ratio[j]),
+                    masked_query=m_query[j],
+                    tokens=tuple(masked_tokens),
+                    positions=positions,
+                    original_words=tuple(m_orig[j]),
+                    primitives=tuple(m_prim[j]),
+                )
+            )
+        reqs.append(FillRequest(qid=qid, query=pos["query"][i], tokens=toks, levels=tuple(levels)))
+    return reqs
+
+
+def negatives_step(
     state: RunState,
-    stage: str,
-    fp: str,
-    n_items: int,
-    chunk_size: int,
-    compute: Callable[[int, int], pa.Table | None],
-    output: Path,
-    unit: str = "queries",
+    cfg: BackendConfig,
+    mask_cfg: MaskConfig,
     on_chunk: Callable[[int], None] | None = None,
-    details: Callable[[], dict[str, Any]] | None = None,
-    inputs: Sequence[str] = (),
-    rows_per_item: int = 1,
-    incomplete: Callable[[list[int]], IncompleteRunError] | None = None,
 ) -> StageReport:
-    """Compute ``output`` chunk by chunk, reusing the sound chunk files an interrupted run left behind.
-
-    ``compute(start, stop)`` returns the Arrow table of items ``start:stop`` (``rows_per_item`` rows each), or
-    None when it could not finish them (the chunk is not saved; the remaining chunks still run, then
-    ``incomplete(unfinished_indexes)`` builds the error raised). ``on_chunk(index)`` is called after each
-    chunk is safely on disk (progress hooks, tests that interrupt a run). ``inputs`` name the stages whose
-    tables this one reads (its lineage).
-    """
-    t0 = time.perf_counter()
-    log = stage_logger()
-    cdir = state.chunk_dir(stage, fp, chunk_size)
-    cdir.mkdir(parents=True, exist_ok=True)
-    chunks = list(iter_chunks(n_items, chunk_size))
-    files = [cdir / f"{index:06d}.parquet" for index, _, _ in chunks]
-    for (index, start, stop), path in zip(chunks, files):
-        if path.is_file():
-            problem = state.chunk_problem(path, stage, fp, start, stop, (stop - start) * rows_per_item)
-            if problem:
-                log.warning("%s: chunk %d (%s) cannot be reused: %s; recomputing it", stage, index, path, problem)
-                path.unlink()
-    reused = sum(f.is_file() for f in files)
-    if reused:
-        log.info("%s: resuming, %d of %d chunks already done", stage, reused, len(chunks))
-    done_items = sum(stop - start for (_, start, stop), f in zip(chunks, files) if f.is_file())
-    bar = tqdm(total=n_items, initial=done_items, desc=stage, unit=unit, disable=None, leave=False)
-    computed = 0
-    unfinished: list[int] = []
-    done_before = done_items
-    try:
-        for (index, start, stop), path in zip(chunks, files):
-            if path.is_file():
-                continue
-            table = compute(start, stop)
-            bar.update(stop - start)
-            if table is None:
-                unfinished.append(index)
-                continue
-            meta = {"stage": stage, "fingerprint": fp, "start": start, "stop": stop, "rows": table.num_rows}
-            write_arrow(with_metadata(table, CHUNK_KEY, meta), path)
-            computed += 1
-            done_items += stop - start
-            rate = (done_items - done_before) / max(time.perf_counter() - t0, 1e-9)
-            log.info("%s: chunk %d/%d done (%d/%d %s, %.0f %s/s)", stage, index + 1, len(chunks), done_items, n_items, unit, rate, unit)
-            if on_chunk is not None:
-                on_chunk(index)
-    finally:
-        bar.close()
-    if unfinished:
-        raise incomplete(unfinished) if incomplete is not None else IncompleteRunError(
-            f"{stage}: {len(unfinished)} of {len(chunks)} chunks could not be finished; rerun the same command to finish them"
+    """Stage 5: fill every masked level through the configured backend -> negatives.parquet (chunked)."""
+    out = _table(state.out, "negatives")
+    backend_cfg = to_dict(cfg)
+    # neither changes a row: the chunk size is the unit of resume, min_valid a gate applied afterwards
+    backend_cfg.pop("chunk_size")
+    backend_cfg.pop("min_valid", None)
+    fp = fingerprint(
+        "negatives",
+        {
+            "v": STAGE_VERSIONS["negatives"],
+            "masked": state.input_sha("masked"),
+            "dictionary": state.input_sha("dictionary"),
+            "backend": backend_cfg,
+            **backend_inputs(cfg),
+        },
+    )
+    done = state.finished("negatives", fp, out)
+    if done is not None:
+        return done
+    inputs = TABLE_INPUTS["negatives"]
+    check_together({name: _table(state.out, name) for name in inputs},
+                   f"rerun `shine build-negatives --out {state.out}` with the inputs you want (it rebuilds the stale tables)")
+    dictionary = tables.read_table(_table(state.out, "dictionary"), tables.DICTIONARY)
+    pos = tables.read_table(_table(state.out, "pos"), tables.POS, columns=["qid", "tokens"])
+    masked = tables.read_table(_table(state.out, "masked"), tables.MASKED)
+    n_levels = len(mask_cfg.ratios)
+    if len(masked) != n_levels * len(pos):
+        raise DataError(
+            f"masked.parquet has {len(masked)} rows for {len(pos)} queries and {n_levels} levels; delete it and rerun"
         )
-    if not files:
-        raise ValueError(f"{stage}: nothing to compute (0 items)")
-    # the chunks' own metadata (and a schema's metadata of one chunk) must not leak into the table
-    table = pa.concat_tables([pq.read_table(f).replace_schema_metadata(None) for f in files])
-    report = _record(
-        state, stage, fp, table, output, t0, details() if details is not None else {}, inputs,
-        chunks_total=len(chunks), chunks_reused=reused, chunks_computed=computed,
-    )
-    state.remove_chunks(stage)  # this fingerprint's chunks and those of other fingerprints or chunk sizes
-    return report
+    queries = tables.read_table(_table(state.out, "queries"), tables.QUERIES, columns=["qid", "query"])
+    if queries["qid"].tolist() != pos["qid"].tolist():
+        raise DataError("pos.parquet and queries.parquet list different qids; delete the run directory and rerun")
+    pos_cols = {"qid": pos["qid"].tolist(), "tokens": pos["tokens"].tolist(), "query": queries["query"].tolist()}
+    masked_cols = {c: masked[c].tolist() for c in masked.columns}
+    backend = make_backend(cfg, dictionary, state.out)
+    unanswered: Counter[str] = Counter()
+
+    def compute(start: int, stop: int) -> pa.Table | None:
+        reqs = _requests(pos_cols, masked_cols, n_levels, mask_cfg.mask_token, start, stop)
+        responses = asyncio.run(fill_all(backend, reqs))
+        # a row the provider never answered (outage, budget stop) must not be saved as an answer: the chunk
+        # stays unsaved and the next run asks again (answered rows come back from the ledger and cache)
+        missing = Counter(fill.unanswered for resp in responses for fill in resp.fills if fill.unanswered)
+        if missing:
+            unanswered.update(missing)
+            return None
+        cols: dict[str, list] = {name: [] for name in tables.NEGATIVES.names}
+        for req, resp in zip(reqs, responses):
+            for lv, fill in zip(req.levels, resp.fills):
+                cols["qid"].append(req.qid)
+                cols["level"].append(lv.level)
+                cols["masked_query"].append(lv.masked_query)
+                cols["negative"].append(fill.negative)
+                cols["filled_words"].append(list(fill.filled_words))
+                cols["backend"].append(resp.backend)
+                cols["model"].append(resp.model)
+                cols["prompt_version"].append(resp.prompt_version)
+                cols["valid"].append(fill.valid)
+                cols["invalid_reasons"].append(list(fill.invalid_reasons))
+                cols["attempts"].append(resp.attempts)
+                cols["from_cache"].append(resp.from_cache)
+                cols["prompt_tokens"].append(resp.prompt_tokens)
+                cols["completion_tokens"].append(resp.completion_tokens)
+                cols["latency_s"].append(resp.latency_s)
+        return _arrow(cols, tables.NEGATIVES)
+
+    def incomplete(unfinished: list[int]) -> IncompleteRunError:
+        n = sum(unanswered.values())
+        causes = ", ".join(f"{c} {unanswered[c]}" for c in sorted(unanswered, key=_cause_order))
+        return IncompleteRunError(
+            f"negatives: {n} of {n_levels * len(pos)} rows were not answered ({causes}) in {len(unfinished)} chunk(s); "
+            f"the stage is not finished and negatives.parquet was not written; rerun the same command to ask again "
+            f"for exactly these {n} rows (answered ones are kept in the run's ledger and cache)",
+            counts=dict(unanswered),
+        )
+
+    try:
+        return run_chunked(
+            state, "negatives", fp, len(pos), cfg.chunk_size, compute, out, on_chunk=on_chunk,
+            details=lambda: {"backend_stats": _backend_stats(backend)}, inputs=inputs, rows_per_item=n_levels,
+            incomplete=incomplete,
+        )
+    finally:
+        _close_backend(backend)
 
 
-def run_whole(
-    state: RunState,
-    stage: str,
-    fp: str,
-    compute: Callable[[], pa.Table],
-    output: Path,
-    details: dict[str, Any] | None = None,
-    inputs: Sequence[str] = (),
-) -> StageReport:
-    """Compute a small stage in one go (no chunks) and record it."""
-    t0 = time.perf_counter()
-    return _record(state, stage, fp, compute(), output, t0, dict(details or {}), inputs, chunks_computed=1)
+def run_stages(state: RunState, inputs: list[InputSpec], cfg: PipelineConfig | None = None,
+               until: str = "negatives") -> list[StageReport]:
+    """Run the stages from load up to ``until`` in this process, without Prefect (notebooks, tests, benchmarks).
 
-
-def _record(
-    state: RunState, stage: str, fp: str, table: pa.Table, output: Path, t0: float, details: dict[str, Any],
-    inputs: Sequence[str], **chunks: int,
-) -> StageReport:
-    """Remove what was built from the old table, write the new one (with its lineage), then its state.
-
-    A crash after the removal leaves the upstream tables only; one between the table and its state only
-    costs a rerun of this stage.
+    The flow (``pipeline.flow``) runs the same functions as Prefect tasks and adds the run lock, the manifest and
+    the quality stage; each stage still skips itself when it finished before with the same fingerprint.
     """
-    lineage = state.lineage(stage, fp, inputs)
-    removed = state.invalidate_downstream(stage)
-    if removed:
-        stage_logger().info("%s: recomputed, so removed the outputs built from the old one: %s", stage, ", ".join(removed))
-    rows = write_arrow(with_metadata(table, LINEAGE_KEY, lineage), output)
-    report = StageReport(
-        stage=stage,
-        status="ran",
-        rows=rows,
-        seconds=round(time.perf_counter() - t0, 3),
-        fingerprint=fp,
-        output=output.name,
-        output_sha256=sha256_file(output),
-        details=details,
-        inputs=list(inputs),
-        **chunks,
-    )
-    state.record(report)
-    return report
+    cfg = cfg or PipelineConfig()
+    stages: dict[str, Callable[[], StageReport]] = {
+        "queries": lambda: load_step(state, inputs, cfg.load),
+        "pos": lambda: pos_step(state, cfg.pos),
+        "dictionary": lambda: dictionary_step(state, cfg.dictionary),
+        "masked": lambda: masked_step(state, cfg.mask),
+        "negatives": lambda: negatives_step(state, cfg.backend, cfg.mask),
+    }
+    if until not in stages:
+        raise ValueError(f"Expected until in {list(stages)}, got {until!r}")
+    names = list(stages)[: list(stages).index(until) + 1]
+    return [stages[name]() for name in names]
+
+
+def _cause_order(cause: str) -> tuple[int, str]:
+    return (_CAUSES.index(cause) if cause in _CAUSES else len(_CAUSES), cause)
+
+
+def _backend_stats(backend: Any) -> dict[str, Any]:
+    """The backend's ``stats()`` (calls, cache hits, tokens, cost) for the manifest, if it has them."""
+    stats = getattr(backend, "stats", None)
+    return dict(stats()) if stats is not None else {}
+
+
+def _close_backend(backend: Any) -> None:
+    """Close the backend (sync or async ``close``) if it holds resources."""
+    close = getattr(backend, "close", None)
+    if close is not None:
+        result = close()
+        if asyncio.iscoroutine(result):
+            asyncio.run(result)

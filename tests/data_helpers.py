@@ -18,10 +18,10 @@ def head_lines(src: Path, n: int, dest: Path) -> Path:
 def random_negatives_run(shared_data: Path, n: int, tmp_path_factory: Any) -> Path:
     """A run directory of build-negatives (random backend, no Prefect) on the first ``n`` Charades-CG train
     queries; ``tmp_path_factory`` is pytest's, so module-scoped fixtures can share one."""
-    from pipeline import steps
-    from pipeline.stages import RunState
+    from pipeline import stages
+    from pipeline.resume import RunState
 
     data = head_lines(shared_data / "charades_cg/charades_cg_train.jsonl", n, tmp_path_factory.mktemp("data") / "first.jsonl")
     out = tmp_path_factory.mktemp("negrun")
-    steps.run_stages(RunState(out), [steps.InputSpec(path=data)])
+    stages.run_stages(RunState(out), [stages.InputSpec(path=data)])
     return out

@@ -268,12 +268,12 @@ class _Crash(Exception):
 def test_a_crashed_run_retried_resumes_from_finished_chunks(tiny_input: Path, tmp_path: Path, monkeypatch,
                                                              prefect_harness) -> None:
     """A retry reruns the flow with the same parameters: finished stages are skipped, finished chunks reused."""
-    from pipeline import steps
+    from pipeline import stages
     from pipeline.flow import build_negatives
 
     params = {"out": str(tmp_path / "run"), "dataset": "custom", "inputs": [str(tiny_input)], "backend": "random",
               "overrides": {"pos": {"chunk_size": 10}}}
-    real_run_chunked = steps.run_chunked
+    real_run_chunked = stages.run_chunked
 
     def crash_after_first_pos_chunk(state, stage, *args, **kwargs):
         def on_chunk(index: int) -> None:
@@ -281,17 +281,17 @@ def test_a_crashed_run_retried_resumes_from_finished_chunks(tiny_input: Path, tm
                 raise _Crash("worker lost during pos")
         return real_run_chunked(state, stage, *args, **{**kwargs, "on_chunk": on_chunk})
 
-    monkeypatch.setattr(steps, "run_chunked", crash_after_first_pos_chunk)
+    monkeypatch.setattr(stages, "run_chunked", crash_after_first_pos_chunk)
     crashed = build_negatives(**params, return_state=True)
     assert crashed.is_failed() and "worker lost during pos" in crashed.message
     assert not (tmp_path / "run" / "pos.parquet").exists()
     assert len(list((tmp_path / "run" / ".chunks").rglob("*.parquet"))) == 2
 
-    monkeypatch.setattr(steps, "run_chunked", real_run_chunked)
+    monkeypatch.setattr(stages, "run_chunked", real_run_chunked)
     summary = build_negatives(**params)
-    stages = summary["stages"]
-    assert stages["queries"]["status"] == "skipped"
-    assert (stages["pos"]["chunks_total"], stages["pos"]["chunks_reused"], stages["pos"]["chunks_computed"]) == (4, 2, 2)
+    reports = summary["stages"]
+    assert reports["queries"]["status"] == "skipped"
+    assert (reports["pos"]["chunks_total"], reports["pos"]["chunks_reused"], reports["pos"]["chunks_computed"]) == (4, 2, 2)
     assert summary["rows"]["negatives"] == 3 * N_LINES
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from pipeline.config import QualityConfig
-from pipeline.stages import RunState, StageReport, fingerprint, register_stage, run_whole, stage_logger
+from pipeline.resume import RunState, StageReport, fingerprint, register_stage, run_whole, stage_logger
 
 __all__ = ["QUALITY_VERSION", "QUALITY_INPUTS", "quality_step"]
 

@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipeline.run_lock import RunLock
-from pipeline.stages import StageReport, stage_logger
+from pipeline.resume import StageReport, stage_logger
 from pipeline.text.config import TextFeaturesConfig, text_config
 from pipeline.text.stage import store_dir, text_features_step
 

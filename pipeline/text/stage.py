@@ -23,7 +23,7 @@ Resumable: queries are encoded in chunks of ``chunk_size``; each finished chunk 
 index Parquet (written last) under ``<run>/.chunks/text-<encoder>-<fingerprint>-<size>/``, reused by the next
 run. The fingerprint covers the two input tables, the encoder's files, the dtype and the invalid rule (not the
 batch size or device); an identical rerun finds ``.state/text-<encoder>.json`` and does no work. (The chunks are
-raw row files, not the Parquet tables :func:`pipeline.stages.run_chunked` concatenates, so the stage uses that
+raw row files, not the Parquet tables :func:`pipeline.resume.run_chunked` concatenates, so the stage uses that
 module's pieces, ``iter_chunks``, ``raw_chunk_problem`` and ``RunState``, rather than ``run_chunked`` itself.)
 """
 
@@ -41,7 +41,7 @@ from pipeline import tables
 from pipeline.errors import DataError
 from pipeline.lineage import check_together
 from pipeline.manifest import package_versions
-from pipeline.stages import RunState, StageReport, fingerprint, iter_chunks, raw_chunk_problem, stage_logger
+from pipeline.resume import RunState, StageReport, fingerprint, iter_chunks, raw_chunk_problem, stage_logger
 from pipeline.tables import sha256_file
 from pipeline.text.config import TextFeaturesConfig
 from pipeline.text.encoders import TextEncoder, encoder_identity, load_encoder

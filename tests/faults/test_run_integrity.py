@@ -21,12 +21,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import steps, tables
+from pipeline import stages, tables
 from pipeline.config import load_config
 from pipeline.lineage import CHUNK_KEY, with_metadata
 from pipeline.run_lock import INFO_NAME
 from pipeline.quality.stage import quality_step
-from pipeline.stages import RunState
+from pipeline.resume import RunState
 from tests.faults.harness import (EXIT_BELOW_MIN_VALID, EXIT_IN_USE, ROOT, assert_one_line_error, assert_unchanged,
                                   cli_env, run_cli, snapshot)
 
@@ -50,15 +50,15 @@ def _build(out: Path, inp: Path, upto: str, stop_after: int = 0) -> None:
     """The stages of the CLI run in-process (same fingerprints), up to ``upto``, optionally interrupted there."""
     cfg = load_config("charades-cg", None, OVERRIDES)
     state = RunState(out)
-    steps.load_step(state, [steps.InputSpec(inp)], cfg.load)
+    stages.load_step(state, [stages.InputSpec(inp)], cfg.load)
     hook = _stop_after(stop_after) if stop_after else None
     try:
-        steps.pos_step(state, cfg.pos, on_chunk=hook if upto == "pos" else None)
+        stages.pos_step(state, cfg.pos, on_chunk=hook if upto == "pos" else None)
         if upto == "pos":
             return
-        steps.dictionary_step(state, cfg.dictionary)
-        steps.masked_step(state, cfg.mask)
-        steps.negatives_step(state, cfg.backend, cfg.mask, on_chunk=hook)
+        stages.dictionary_step(state, cfg.dictionary)
+        stages.masked_step(state, cfg.mask)
+        stages.negatives_step(state, cfg.backend, cfg.mask, on_chunk=hook)
         quality_step(state)  # the flow's last stage: a finished run directory holds quality.parquet
     except Interrupt:
         pass

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import steps, tables
+from pipeline import stages, tables
 from pipeline.config import PipelineConfig
 from pipeline.flow import build_negatives
-from pipeline.stages import RunState
+from pipeline.resume import RunState
 from shine.cli import main as shine_main
 from tests.data_helpers import head_lines
 
@@ -94,31 +94,31 @@ def test_interrupted_stage_resumes_from_finished_chunks(first_300: Path, tmp_pat
 
     def fresh(out: Path) -> RunState:
         state = RunState(out)
-        steps.load_step(state, [steps.InputSpec(first_300)])
+        stages.load_step(state, [stages.InputSpec(first_300)])
         return state
 
     state = fresh(tmp_path / "a")
     with pytest.raises(Interrupt):
-        steps.pos_step(state, small_chunks, on_chunk=stop_after_first)
+        stages.pos_step(state, small_chunks, on_chunk=stop_after_first)
     assert not (tmp_path / "a/pos.parquet").exists()
-    report = steps.pos_step(state, small_chunks)
+    report = stages.pos_step(state, small_chunks)
     assert (report.chunks_total, report.chunks_reused, report.chunks_computed) == (3, 1, 2)
     assert not list((tmp_path / "a/.chunks").iterdir())  # chunk files are cleaned up once the table exists
 
     # the negatives stage resumes too, and the result equals an uninterrupted run
-    steps.dictionary_step(state, cfg.dictionary)
-    steps.masked_step(state, cfg.mask)
+    stages.dictionary_step(state, cfg.dictionary)
+    stages.masked_step(state, cfg.mask)
     backend = cfg.backend.__class__(chunk_size=100)
     with pytest.raises(Interrupt):
-        steps.negatives_step(state, backend, cfg.mask, on_chunk=stop_after_first)
-    resumed = steps.negatives_step(state, backend, cfg.mask)
+        stages.negatives_step(state, backend, cfg.mask, on_chunk=stop_after_first)
+    resumed = stages.negatives_step(state, backend, cfg.mask)
     assert (resumed.chunks_reused, resumed.chunks_computed) == (1, 2)
 
     other = fresh(tmp_path / "b")
-    steps.pos_step(other, cfg.pos)
-    steps.dictionary_step(other, cfg.dictionary)
-    steps.masked_step(other, cfg.mask)
-    steps.negatives_step(other, cfg.backend, cfg.mask)
+    stages.pos_step(other, cfg.pos)
+    stages.dictionary_step(other, cfg.dictionary)
+    stages.masked_step(other, cfg.mask)
+    stages.negatives_step(other, cfg.backend, cfg.mask)
     for name in ("pos", "negatives"):
         a = tables.read_table(tmp_path / f"a/{name}.parquet", tables.SCHEMAS[name])
         b = tables.read_table(tmp_path / f"b/{name}.parquet", tables.SCHEMAS[name])
@@ -127,9 +127,9 @@ def test_interrupted_stage_resumes_from_finished_chunks(first_300: Path, tmp_pat
 
 def test_tampered_output_is_recomputed(first_300: Path, tmp_path: Path) -> None:
     state = RunState(tmp_path)
-    steps.load_step(state, [steps.InputSpec(first_300)])
+    stages.load_step(state, [stages.InputSpec(first_300)])
     (tmp_path / "queries.parquet").write_bytes(b"garbage")
-    assert steps.load_step(state, [steps.InputSpec(first_300)]).status == "ran"
+    assert stages.load_step(state, [stages.InputSpec(first_300)]).status == "ran"
 
 
 def test_cli_bad_input_exits_with_a_readable_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], prefect_harness) -> None:

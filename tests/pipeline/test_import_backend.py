@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import steps, tables
+from pipeline import stages, tables
 from pipeline.backends.base import detokenize
 from pipeline.backends.registry import backend_inputs
 from pipeline.config import BackendConfig, MaskConfig
 from pipeline.errors import ConfigError
 from pipeline.quality.measures import mask_tokens
-from pipeline.stages import RunState
+from pipeline.resume import RunState
 
 N_QUERIES = 12
 
@@ -26,13 +26,13 @@ def base(shared_data, tmp_path_factory) -> Path:
     out.mkdir()
     src = shared_data / "charades_cg" / "charades_cg_train.jsonl"
     (out / "train.jsonl").write_text("\n".join(src.read_text().splitlines()[:N_QUERIES]) + "\n")
-    steps.run_stages(RunState(out), [steps.InputSpec(out / "train.jsonl", "train")], until="masked")
+    stages.run_stages(RunState(out), [stages.InputSpec(out / "train.jsonl", "train")], until="masked")
     return out
 
 
 def _import(base: Path, out: Path, path: Path) -> dict:
     shutil.copytree(base, out)
-    steps.negatives_step(RunState(out), BackendConfig(name="import", model="", options={"path": str(path)}), MaskConfig())
+    stages.negatives_step(RunState(out), BackendConfig(name="import", model="", options={"path": str(path)}), MaskConfig())
     neg = tables.read_table(out / "negatives.parquet", tables.NEGATIVES)
     return {(q, int(lv)): row for q, lv, row in zip(neg["qid"], neg["level"], neg.itertuples(index=False))}
 
@@ -93,7 +93,7 @@ def test_released_file_is_mapped_and_validated(base, tmp_path):
 
 def test_another_runs_negatives_parquet_imports_unchanged(base, tmp_path):
     shutil.copytree(base, tmp_path / "random")
-    steps.negatives_step(RunState(tmp_path / "random"), BackendConfig(name="random"), MaskConfig())
+    stages.negatives_step(RunState(tmp_path / "random"), BackendConfig(name="random"), MaskConfig())
     src = tmp_path / "random" / "negatives.parquet"
     rows = _import(base, tmp_path / "imported", src)
     theirs = tables.read_table(src, tables.NEGATIVES)

@@ -217,17 +217,17 @@ def test_deeply_nested_json_and_utf16_are_named(tmp_path: Path) -> None:
 def test_load_max_query_chars_is_passed_to_the_loader(tmp_path: Path) -> None:
     """The load stage honours ``load.max_query_chars``: the default refuses an 8,800-character query, a raised
     limit loads it."""
-    from pipeline import steps
+    from pipeline import stages
     from pipeline.config import LoadConfig
-    from pipeline.stages import RunState
+    from pipeline.resume import RunState
 
     src = tmp_path / "long.jsonl"
     row = {"qid": "q1", "query": "person opens the door " * 400, "vid": "v", "duration": 10, "relevant_windows": [[1, 2]]}
     src.write_text(json.dumps(row) + "\n")
     with pytest.raises(DataError, match=r"qid q1\).*load\.max_query_chars"):
-        steps.load_step(RunState(tmp_path / "a"), [steps.InputSpec(src)], LoadConfig())
+        stages.load_step(RunState(tmp_path / "a"), [stages.InputSpec(src)], LoadConfig())
     (tmp_path / "b").mkdir()
-    assert steps.load_step(RunState(tmp_path / "b"), [steps.InputSpec(src)], LoadConfig(max_query_chars=9000)).rows == 1
+    assert stages.load_step(RunState(tmp_path / "b"), [stages.InputSpec(src)], LoadConfig(max_query_chars=9000)).rows == 1
 
 
 def test_set_backend_options_add_to_the_yaml_files_options(tmp_path: Path) -> None:

@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import steps, tables
+from pipeline import stages, tables
 from pipeline.backends.base import FillRequest, MaskedLevel
 from pipeline.backends.lexical import LexicalBackend, attested_pairs, heuristic_heads
 from pipeline.config import BackendConfig, DictionaryConfig, MaskConfig, PosConfig
 from pipeline.nlp import load_nlp
 from pipeline.quality.measures import mask_tokens, norm_text, score_row
 from pipeline.quality.parse import parse_texts
-from pipeline.stages import RunState
+from pipeline.resume import RunState
 
 N_QUERIES = 400
 
@@ -30,17 +30,17 @@ def _prepare(shared_data: Path, out: Path) -> Path:
     sub = out / "train.jsonl"
     sub.write_text("\n".join(lines) + "\n", encoding="utf-8")
     state = RunState(out)
-    steps.load_step(state, [steps.InputSpec(sub, "train")])
-    steps.pos_step(state, PosConfig())
-    steps.dictionary_step(state, DictionaryConfig())
-    steps.masked_step(state, MaskConfig())
+    stages.load_step(state, [stages.InputSpec(sub, "train")])
+    stages.pos_step(state, PosConfig())
+    stages.dictionary_step(state, DictionaryConfig())
+    stages.masked_step(state, MaskConfig())
     return out
 
 
 def _negatives(base: Path, out: Path, seed: int) -> pd.DataFrame:
     """The negatives stage with the lexical backend in a copy of ``base``."""
     shutil.copytree(base, out)
-    steps.negatives_step(RunState(out), BackendConfig(name="lexical", model="", seed=seed), MaskConfig())
+    stages.negatives_step(RunState(out), BackendConfig(name="lexical", model="", seed=seed), MaskConfig())
     return tables.read_table(out / "negatives.parquet", tables.NEGATIVES)
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import steps, tables
+from pipeline import stages, tables
 from pipeline.config import BackendConfig, MaskConfig
 from pipeline.quality.stage import quality_step
-from pipeline.stages import RunState
+from pipeline.resume import RunState
 
 N_QUERIES = 30
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ def run(shared_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("qstage")
     src = shared_data / "charades_cg" / "charades_cg_train.jsonl"
     (out / "train.jsonl").write_text("\n".join(src.read_text().splitlines()[:N_QUERIES]) + "\n")
-    steps.run_stages(RunState(out), [steps.InputSpec(out / "train.jsonl", "train")])
+    stages.run_stages(RunState(out), [stages.InputSpec(out / "train.jsonl", "train")])
     return out
 
 
@@ -44,7 +44,7 @@ def test_quality_stage_writes_table_and_summary_then_skips(run):
 
 def test_new_negatives_recompute_quality(run):
     before = tables.read_table(run / "quality.parquet", tables.QUALITY)
-    steps.negatives_step(RunState(run), BackendConfig(name="random", seed=7), MaskConfig())
+    stages.negatives_step(RunState(run), BackendConfig(name="random", seed=7), MaskConfig())
     report = quality_step(RunState(run))
     assert report.status == "ran"
     after = tables.read_table(run / "quality.parquet", tables.QUALITY)

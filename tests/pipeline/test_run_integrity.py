@@ -14,14 +14,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import steps, tables
+from pipeline import stages, tables
 from pipeline.backends.random_backend import RandomBackend
 from pipeline.config import BackendConfig, PipelineConfig
 from pipeline.errors import DataError, IncompleteRunError, LineageError, RunDirInUseError
 from pipeline.flow import build_negatives
 from pipeline.lineage import LINEAGE_KEY, check_together, make_lineage, read_lineage
 from pipeline.run_lock import INFO_NAME, RunLock
-from pipeline.stages import RunState
+from pipeline.resume import RunState
 from pipeline.summary import load_view
 from pipeline.text.stage import TextFeaturesConfig, text_features_step
 
@@ -71,7 +71,7 @@ def test_a_rerun_that_fails_half_way_leaves_no_table_of_the_old_run(inputs, tmp_
     def broken_pos(*args, **kwargs):
         raise DataError("pos: simulated failure half way")
 
-    monkeypatch.setattr(steps, "pos_step", broken_pos)
+    monkeypatch.setattr(stages, "pos_step", broken_pos)
     with pytest.raises(DataError, match="simulated failure"):
         build_negatives(out=str(out), inputs=[str(b)])
     assert len(tables.read_table(out / "queries.parquet", tables.QUERIES)) == 20  # the new input's queries
@@ -107,16 +107,16 @@ def test_unanswered_rows_leave_their_chunk_unsaved_and_the_stage_unfinished(inpu
     a, _ = inputs
     cfg = PipelineConfig()
     state = RunState(tmp_path)
-    steps.load_step(state, [steps.InputSpec(a)])
-    steps.pos_step(state, cfg.pos)
-    steps.dictionary_step(state, cfg.dictionary)
-    steps.masked_step(state, cfg.mask)
+    stages.load_step(state, [stages.InputSpec(a)])
+    stages.pos_step(state, cfg.pos)
+    stages.dictionary_step(state, cfg.dictionary)
+    stages.masked_step(state, cfg.mask)
     qids = tables.read_table(tmp_path / "queries.parquet", tables.QUERIES)["qid"].tolist()
     HalfDeaf.deaf = {qids[3], qids[25]}  # in chunks 0 and 2 of 3 (chunk size 10)
-    monkeypatch.setattr(steps, "make_backend", lambda c, d, w: HalfDeaf(d, seed=c.seed, variant=c.model))
+    monkeypatch.setattr(stages, "make_backend", lambda c, d, w: HalfDeaf(d, seed=c.seed, variant=c.model))
     backend = BackendConfig(chunk_size=10)
     with pytest.raises(IncompleteRunError) as err:
-        steps.negatives_step(state, backend, cfg.mask)
+        stages.negatives_step(state, backend, cfg.mask)
     assert err.value.counts == {"timeout": 6}
     assert str(err.value).startswith("negatives: 6 of 90 rows were not answered (timeout 6) in 2 chunk(s)")
     assert err.value.exit_status == 3
@@ -125,18 +125,18 @@ def test_unanswered_rows_leave_their_chunk_unsaved_and_the_stage_unfinished(inpu
     assert saved == ["000001.parquet"]
 
     HalfDeaf.deaf = set()
-    report = steps.negatives_step(state, backend, cfg.mask)
+    report = stages.negatives_step(state, backend, cfg.mask)
     assert (report.chunks_reused, report.chunks_computed, report.rows) == (1, 2, 90)
     neg = tables.read_table(tmp_path / "negatives.parquet", tables.NEGATIVES)
     expected = {lv: round(float(neg[neg["level"] == lv]["valid"].mean()), 4) for lv in (1, 2, 3)}
-    assert steps.valid_fractions(tmp_path / "negatives.parquet") == expected and min(expected.values()) > 0.9
+    assert stages.valid_fractions(tmp_path / "negatives.parquet") == expected and min(expected.values()) > 0.9
     assert not list((tmp_path / ".chunks").iterdir())
 
 
 def test_min_valid_defaults() -> None:
-    assert steps.min_valid_for(BackendConfig()) == 0.0
-    assert steps.min_valid_for(BackendConfig(name="openai", model="")) == steps.LLM_MIN_VALID == 0.8
-    assert steps.min_valid_for(BackendConfig(name="openai", min_valid=0.5)) == 0.5
+    assert stages.min_valid_for(BackendConfig()) == 0.0
+    assert stages.min_valid_for(BackendConfig(name="openai", model="")) == stages.LLM_MIN_VALID == 0.8
+    assert stages.min_valid_for(BackendConfig(name="openai", min_valid=0.5)) == 0.5
     with pytest.raises(ValueError, match="min_valid in \\[0, 1\\]"):
         BackendConfig(min_valid=1.2)
 
@@ -169,7 +169,7 @@ def test_trainer_refuses_a_text_store_encoded_from_other_negatives(inputs, tmp_p
     from trainer.errors import DataError as TrainerDataError
 
     a, _ = inputs
-    steps.run_stages(RunState(tmp_path), [steps.InputSpec(a)])
+    stages.run_stages(RunState(tmp_path), [stages.InputSpec(a)])
     text_features_step(tmp_path, TextFeaturesConfig(encoder="word-vectors"))
     store = tmp_path / "text_features/word-vectors"
     assert TextStore(store).get(tables.read_table(tmp_path / "queries.parquet", tables.QUERIES)["qid"][0], "hn1").ndim == 2
@@ -190,7 +190,7 @@ class _Stop(Exception):
 
 def test_text_chunk_with_a_short_feature_file_is_recomputed(inputs, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     a, _ = inputs
-    steps.run_stages(RunState(tmp_path), [steps.InputSpec(a)])
+    stages.run_stages(RunState(tmp_path), [stages.InputSpec(a)])
     text_cfg = TextFeaturesConfig(encoder="word-vectors", chunk_size=10)
 
     def stop_after_two(index: int) -> None:

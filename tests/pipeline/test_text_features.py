@@ -11,10 +11,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import steps, tables
+from pipeline import stages, tables
 from pipeline.config import PipelineConfig
 from pipeline.errors import ConfigError
-from pipeline.stages import RunState
+from pipeline.resume import RunState
 from pipeline.text.encoders import load_encoder
 from pipeline.text.stage import TextFeaturesConfig, store_dir, text_features_step
 from tests.data_helpers import random_negatives_run
@@ -240,11 +240,11 @@ def synthetic_neg_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, P
     make_synthetic(data, seed=3, size="small")
     out = tmp_path_factory.mktemp("wvrun")
     state, cfg = RunState(out), PipelineConfig()
-    steps.load_step(state, [steps.InputSpec(path=data / "train.jsonl")], cfg.load)
-    steps.pos_step(state, cfg.pos)
-    steps.dictionary_step(state, cfg.dictionary)
-    steps.masked_step(state, cfg.mask)
-    steps.negatives_step(state, cfg.backend, cfg.mask)
+    stages.load_step(state, [stages.InputSpec(path=data / "train.jsonl")], cfg.load)
+    stages.pos_step(state, cfg.pos)
+    stages.dictionary_step(state, cfg.dictionary)
+    stages.masked_step(state, cfg.mask)
+    stages.negatives_step(state, cfg.backend, cfg.mask)
     return data, out
 
 
