@@ -26,9 +26,11 @@ import time
 import torch
 
 from trainer.losses import build_criterion
-from trainer.model_config import LossConfig, MatcherConfig, ModelConfig
+from trainer.config import LossConfig, MatcherConfig, ModelConfig, ShineConfig
+from trainer.data.collate import Batch
+from trainer.engine import train_step
 from trainer.models import build_model
-from trainer.shine_criterion import ShineConfig, build_shine_criterion, shine_forward
+from trainer.shine_criterion import build_shine_criterion
 
 
 def _batch(b: int, lv: int, lt: int, dv: int, dt: int, device: torch.device, g: torch.Generator) -> dict:
@@ -82,31 +84,29 @@ def run(device: torch.device, steps: int, warmup: int, batch: int, hn_fraction: 
         t0 = time.perf_counter()
         vid = model.input_vid_proj(inputs["src_vid"])
         txt = model.input_txt_proj(inputs["src_txt"])
-        scores = model._saliency(torch.cat([txt, txt.roll(-1, 0)]), torch.cat([inputs["src_txt_mask"]] * 2),
-                                 torch.cat([vid, vid]), torch.cat([inputs["src_vid_mask"]] * 2))
+        scores = model.saliency(torch.cat([txt, txt.roll(-1, 0)]), torch.cat([inputs["src_txt_mask"]] * 2),
+                                torch.cat([vid, vid]), torch.cat([inputs["src_vid_mask"]] * 2))
         opt.zero_grad(set_to_none=True)
         scores.sum().backward()
         _sync(device)
         return (time.perf_counter() - t0) * 1000
 
+    b = batch
+    meta = [{"qid": f"q{i}"} for i in range(b)]
+    batches = {
+        "base": Batch(inputs, targets, torch.ones(b), torch.ones(b), torch.zeros(b, 1, 2), meta),
+        "shine": Batch(inputs, targets, torch.ones(b), torch.ones(b), torch.zeros(b, 1, 2), meta,
+                       {"neg_txt": data["neg_txt"], "neg_txt_mask": data["neg_txt_mask"]}),
+        "shine_hn_fraction": Batch(inputs, targets, torch.ones(b), torch.ones(b), torch.zeros(b, 1, 2), meta,
+                                   {"neg_txt": data["neg_txt"][rows], "neg_txt_mask": data["neg_txt_mask"][rows],
+                                    "neg_rows": rows}),
+    }
+
     def step(kind: str) -> float:
+        """One :func:`trainer.engine.train_step` (fp32, no clipping) on the batch of ``kind``."""
         _sync(device)
         t0 = time.perf_counter()
-        if kind == "shine":
-            out = shine_forward(model, **inputs, neg_txt=data["neg_txt"], neg_txt_mask=data["neg_txt_mask"])
-            crit = shine_crit
-        elif kind == "shine_hn_fraction":
-            out = shine_forward(model, **inputs, neg_txt=data["neg_txt"][rows],
-                                neg_txt_mask=data["neg_txt_mask"][rows], neg_rows=rows)
-            crit = shine_crit
-        else:
-            out = model(**inputs)
-            crit = base_crit
-        losses = crit(out, targets)
-        total = crit.weighted_total(losses)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
+        train_step(model, base_crit if kind == "base" else shine_crit, batches[kind], opt)
         _sync(device)
         return (time.perf_counter() - t0) * 1000
 

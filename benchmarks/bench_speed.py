@@ -34,12 +34,11 @@ import torch
 from torch import nn
 
 from trainer.build import build_model_and_criterion, build_optimizer, cpu_has_native_bf16, resolve_amp
-from trainer.config import TrainConfig
+from trainer.config import ShineConfig, TrainConfig
 from trainer.data.collate import Batch, Collator
 from trainer.data.dataset import GroundingItem
 from trainer.engine import train_step
 from trainer.models.layers import Dropout
-from trainer.shine_config import ShineConfig
 
 #: the official code's defaults (QD-DETR / SHINE ``config.py``), as issue 15 measured them
 OFFICIAL = {"batch": 32, "clips": 64, "vid_dim": 2818, "tokens": 16, "txt_dim": 512, "hard_negatives": 3,

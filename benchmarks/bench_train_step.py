@@ -1,6 +1,7 @@
 """Training step time of QD-DETR at the default config, batch 32: CPU, and CUDA with/without AMP when present.
 
-One step = forward, the full criterion (Hungarian matching included), backward, gradient clipping, AdamW.
+One step is the trainer's own :func:`trainer.engine.train_step`: forward, the full criterion (Hungarian
+matching included), backward, gradient clipping, AdamW.
 Inputs have Charades-CG shapes (I3D 1024-d + 2 TEF per 0.5 s clip, CLIP 512-d tokens), batches built by the
 trainer's own collate. Prints one JSON object; nothing else on stdout.
 
@@ -22,7 +23,7 @@ from trainer.build import build_model_and_criterion, build_optimizer
 from trainer.config import TrainConfig
 from trainer.data.collate import Collator
 from trainer.data.dataset import GroundingItem
-from trainer.engine import _forward, total_loss
+from trainer.engine import train_step
 
 
 def _batch(batch: int, clips: int, tokens: int, vid_dim: int, txt_dim: int, clip_len: float, seed: int):
@@ -51,19 +52,7 @@ def _time_steps(cfg: TrainConfig, device: torch.device, amp: bool, steps: int, w
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        outputs = _forward(model, batch, amp)
-        loss = total_loss(criterion(outputs, batch.targets), criterion.weight_dict)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            optimizer.step()
+        train_step(model, criterion, batch, optimizer, scaler=scaler, amp=amp, grad_clip=cfg.optim.grad_clip)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i >= warmup:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from trainer.config import DataConfig, TrainConfig
+from trainer.config import DataConfig, ShineConfig, TrainConfig
 from trainer.data import (
     AnnotationSet,
     Collator,
@@ -32,7 +32,7 @@ from trainer.data import (
 )
 from trainer.errors import ConfigError, DataError
 from trainer.losses import SetCriterion
-from trainer.shine_criterion import ShineConfig, build_shine_criterion
+from trainer.shine_criterion import build_shine_criterion
 from trainer.models import build_model
 
 __all__ = [

@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from trainer.build import autocast_dtype
@@ -26,7 +25,6 @@ from trainer.data.collate import Batch
 from trainer.errors import ConfigError, NonFiniteLossError
 from trainer.losses import float32_outputs
 from trainer.metrics import MomentMetrics, postprocess_spans
-from trainer.shine_criterion import shine_forward
 
 __all__ = ["EvalResult", "train_step", "train_one_epoch", "evaluate", "predict", "total_loss"]
 
@@ -52,13 +50,11 @@ def _forward(model: nn.Module, batch: Batch, amp: bool | str) -> dict[str, Any]:
     """Model outputs (SHINE's extra scores in training) in float32; ``amp`` is ``optim.amp`` (or a bool)."""
     device_type = batch.inputs["src_vid"].device.type
     dtype = autocast_dtype(amp, device_type)
+    # SHINE: in training the model also scores hn1..hnN and the easy negative; one call, so that under DDP the
+    # negatives go through DistributedDataParallel's forward and every parameter they touch is synchronised
+    negatives = batch.negatives if model.training else {}
     with torch.autocast(device_type=device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        if isinstance(model, DistributedDataParallel):  # wraps trainer.distributed.BatchForward
-            outputs = model(batch.inputs, batch.negatives if model.training else {})
-        elif batch.negatives and model.training:  # SHINE: also score hn1..hnN and the easy negative
-            outputs = shine_forward(model, **batch.inputs, **batch.negatives)
-        else:
-            outputs = model(**batch.inputs)
+        outputs = model(**batch.inputs, **negatives)
     return float32_outputs(outputs)  # type: ignore[return-value]
 
 

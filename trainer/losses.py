@@ -15,7 +15,7 @@ Each term is a ``loss_<name>(outputs, targets, indices) -> {"loss_<name>": scala
 holds its weight; auxiliary decoder layers repeat the matching terms with an ``_{i}`` suffix. Extending (SHINE's
 ``loss_coarse_rank`` / ``loss_fine_rank``, issue 6): subclass, add the methods, extend :meth:`loss_fns`, and
 pass the new names in ``losses`` with their weights in ``weight_dict``; extra scores (hard negatives) can be
-put into ``outputs`` by the caller, e.g. from ``model.saliency_for_queries``.
+put into ``outputs`` by the model (its forward scores SHINE's negatives: :mod:`trainer.models.base`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from trainer.errors import DataError
 from trainer.matcher import FOREGROUND, HungarianMatcher, MatchIndices, build_matcher
-from trainer.model_config import LossConfig, MatcherConfig, ModelConfig
+from trainer.config import LossConfig, MatcherConfig, ModelConfig
 from trainer.span_utils import generalized_temporal_iou, span_cxw_to_xx
 
 __all__ = ["SetCriterion", "build_criterion", "LossFn", "float32_outputs"]
@@ -202,13 +202,6 @@ class SetCriterion(nn.Module):
                 for name in aux_names:
                     losses.update({f"{k}_{i}": v for k, v in fns[name](aux, targets, aux_indices).items()})
         return losses
-
-    def weighted_total(self, losses: Mapping[str, Tensor]) -> Tensor:
-        """sum(losses[k] * weight_dict[k]) over the keys that have a weight."""
-        terms = [v * self.weight_dict[k] for k, v in losses.items() if k in self.weight_dict]
-        if not terms:
-            raise ValueError(f"Expected at least one weighted loss, got keys {sorted(losses)}")
-        return torch.stack([t.float() for t in terms]).sum()
 
 
 def build_criterion(model_cfg: ModelConfig, loss_cfg: LossConfig, matcher_cfg: MatcherConfig) -> SetCriterion:

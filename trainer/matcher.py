@@ -22,7 +22,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from trainer.model_config import MatcherConfig
+from trainer.config import MatcherConfig
 from trainer.span_utils import generalized_temporal_iou, span_cxw_to_xx
 
 __all__ = ["HungarianMatcher", "MatchIndices", "build_matcher", "matching_cost"]

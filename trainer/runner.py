@@ -44,10 +44,10 @@ from trainer.build import (
     with_feature_dims,
 )
 from trainer.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from trainer.config import TrainConfig, config_from_dict
+from trainer.config import NegativesChoice, TrainConfig, choose_negatives, config_from_dict
 from trainer.data.dataset import GroundingDataset
-from trainer.distributed import (DistEnv, all_gather_object, barrier, broadcast_object, distributed,
-                                 mean_across_ranks, param_checksum, wrap_model)
+from trainer.ddp import (DistEnv, all_gather_object, barrier, broadcast_object, distributed, mean_across_ranks,
+                         param_checksum, wrap_model)
 from trainer.engine import evaluate, predict, train_one_epoch
 from trainer.errors import ConfigError
 from trainer.metrics import MomentMetrics
@@ -65,7 +65,6 @@ from trainer.report import (
     write_predictions,
     write_text,
 )
-from trainer.shine_config import NegativesChoice, choose_negatives
 from trainer.submission_eval import evaluate_submission
 
 __all__ = ["RunResult", "train", "evaluate_checkpoint", "predict_checkpoint"]
@@ -121,7 +120,7 @@ def _dump_config(cfg: TrainConfig, out: Path) -> None:
 def train(cfg: TrainConfig, *, resume: bool = False) -> RunResult:
     """Train (or, with ``resume``, continue from ``OUT/checkpoints/last.pt``) and evaluate; see module docstring.
 
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) the run is data-parallel (:mod:`trainer.distributed`): every rank
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the run is data-parallel (:mod:`trainer.ddp`): every rank
     trains on its shard, rank 0 alone validates and writes the run directory.
     """
     if cfg.optim.select_metric not in _valid_metrics():

@@ -10,13 +10,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import trainer.build as build
 from trainer.build import autocast_dtype, build_model_and_criterion, build_optimizer, resolve_amp
-from trainer.config import OptimConfig, TrainConfig, load_config
+from trainer.config import OptimConfig, ShineConfig, TrainConfig, load_config
 from trainer.data.collate import Batch, Collator
 from trainer.data.dataset import GroundingItem
 from trainer.engine import _forward, total_loss, train_step
 from trainer.errors import ConfigError
 from trainer.models.layers import Dropout
-from trainer.shine_config import ShineConfig
 
 #: bf16 keeps 8 bits of mantissa (~0.4 % per rounding); through two encoder and two decoder layers the losses
 #: of this model stay within 3 % (relative, or 0.02 absolute for terms near 0) of fp32, measured ~1 %.
@@ -126,9 +125,7 @@ def test_criterion_runs_in_float32_even_on_bf16_outputs_under_autocast() -> None
     model, criterion = build_model_and_criterion(cfg, torch.device("cpu"))
     batch = _batch()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        from trainer.shine_criterion import shine_forward
-
-        outputs = shine_forward(model, **batch.inputs, **batch.negatives)
+        outputs = model(**batch.inputs, **batch.negatives)
         assert outputs["pred_logits"].dtype == torch.bfloat16  # the model did run in bf16
         assert outputs["pred_spans"].dtype == torch.float32  # its span refinement and scores in fp32
         assert outputs["shine_scores"].dtype == torch.float32

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer.model_config import ModelConfig
+from trainer.config import ModelConfig
 from trainer.models import build_model
 
 D, FF, Q, TXT, VID, MAX_Q_L = 256, 1024, 10, 512, 2818, 32

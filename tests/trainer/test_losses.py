@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
+from trainer.config import LossConfig, MatcherConfig, ModelConfig
+from trainer.engine import total_loss
 from trainer.errors import DataError
 from trainer.losses import SetCriterion, build_criterion
 from trainer.matcher import HungarianMatcher, MatchIndices
-from trainer.model_config import LossConfig, MatcherConfig, ModelConfig
 from trainer.models import build_model
 
 
@@ -126,7 +126,7 @@ def test_full_criterion_keys_gradients_and_empty_windows(arch: str) -> None:
     expected |= {f"loss_{n}_{i}" for n in ("span", "giou", "label") for i in range(2)}
     assert set(losses) == expected and set(crit.weight_dict) == expected
     assert all(torch.isfinite(v) for v in losses.values())
-    crit.weighted_total(losses).backward()
+    total_loss(losses, crit.weight_dict).backward()
     for name, p in model.named_parameters():
         if not name.startswith("txt_position_embed"):  # unused unless use_txt_pos, as officially
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
@@ -157,9 +157,3 @@ def test_missing_targets_name_the_key() -> None:
         crit.loss_saliency({"saliency_scores": torch.zeros(1, 3)}, {}, _idx([], [], []))
     with pytest.raises(ValueError, match="loss names"):
         _criterion(["nope"])
-
-
-def test_weighted_total() -> None:
-    crit = SetCriterion(HungarianMatcher(), {"loss_a": 2.0}, [])
-    assert crit.weighted_total({"loss_a": torch.tensor(1.5), "loss_b": torch.tensor(9.0)}).item() == 3.0
-    assert F.softplus(torch.tensor(0.0)).item() == pytest.approx(math.log(2))

@@ -7,7 +7,7 @@ import pathlib
 import pytest
 import torch
 
-from trainer.model_config import ModelConfig
+from trainer.config import ModelConfig
 from trainer.models import build_model
 
 ARCHS = ["moment_detr", "qd_detr"]
@@ -61,19 +61,19 @@ def test_padding_does_not_change_outputs(arch: str) -> None:
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_saliency_for_queries_matches_forward(arch: str) -> None:
+def test_encoder_only_saliency_matches_forward(arch: str) -> None:
+    """``model.saliency`` (what scores SHINE's negatives) on projected features equals the forward's scores."""
     model = _model(arch)
     txt, txt_mask, vid, vid_mask = _inputs()
-    # K = 2 queries per video: its own and the next sample's (the easy negative)
-    stacked = torch.stack([txt, txt.roll(-1, 0)], dim=1)
-    stacked_mask = torch.stack([txt_mask, txt_mask.roll(-1, 0)], dim=1)
-    scores = model.saliency_for_queries(stacked, stacked_mask, vid, vid_mask)
-    assert scores.shape == (3, 2, 10)
     out = model(txt, txt_mask, vid, vid_mask)
+    ptxt, pvid = model.input_txt_proj(txt), model.input_vid_proj(vid)
+    scores = model.saliency(ptxt, txt_mask, pvid, vid_mask)
+    assert scores.shape == (3, 10)
     valid = vid_mask.bool()
-    torch.testing.assert_close(scores[:, 0][valid], out["saliency_scores"][valid], atol=1e-5, rtol=1e-4)
-    if arch == "qd_detr":
-        torch.testing.assert_close(scores[:, 1][valid], out["saliency_scores_neg"][valid], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(scores[valid], out["saliency_scores"][valid], atol=1e-5, rtol=1e-4)
+    if arch == "qd_detr":  # the negative pair: each video against the next sample's text
+        easy = model.saliency(ptxt.roll(-1, 0), txt_mask.roll(-1, 0), pvid, vid_mask)
+        torch.testing.assert_close(easy[valid], out["saliency_scores_neg"][valid], atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.trainer.synthetic_fixture import synthetic_dir, tiny_overrides
-from trainer.config import load_config
+from trainer.config import ShineConfig, choose_negatives, load_config
 from trainer.errors import ConfigError
 from trainer.runner import train
-from trainer.shine_config import ShineConfig, choose_negatives
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 from trainer.errors import ConfigError, DataError
 from trainer.matcher import HungarianMatcher, MatchIndices
-from trainer.model_config import LossConfig, MatcherConfig, ModelConfig
+from trainer.config import LossConfig, MatcherConfig, ModelConfig, ShineConfig
 from trainer.models import build_model
-from trainer.shine_criterion import ShineConfig, ShineCriterion, build_shine_criterion, shine_forward
+from trainer.shine_criterion import ShineCriterion, build_shine_criterion
 from trainer.shine_losses import coarse_rank_loss, coarse_rank_terms, fine_rank_loss, fine_rank_terms
 
 LN2 = math.log(2.0)
@@ -242,10 +242,10 @@ def _setup(arch: str = "qd_detr", seed: int = 0):
 
 
 @pytest.mark.parametrize("arch", ["qd_detr", "moment_detr"])
-def test_shine_forward_scores_match_separate_passes_and_grads_reach_model(arch: str) -> None:
+def test_forward_with_negatives_scores_match_separate_passes_and_grads_reach_model(arch: str) -> None:
     cfg, model, inputs, neg, targets = _setup(arch)
     model.eval()  # no dropout: batched scores must equal the plain forward / one-query passes
-    out = shine_forward(model, **inputs, **neg)
+    out = model(**inputs, **neg)
     assert out["shine_scores"].shape == (3, 5, 7)
     plain = model(**inputs)
     m = inputs["src_vid_mask"].bool()
@@ -258,7 +258,7 @@ def test_shine_forward_scores_match_separate_passes_and_grads_reach_model(arch: 
 
     model.train()
     crit = build_shine_criterion(cfg, LossConfig(), MatcherConfig(), ShineConfig(enabled=True)).train()
-    out = shine_forward(model, **inputs, **neg)
+    out = model(**inputs, **neg)
     losses = crit(out, targets)
     assert {"loss_coarse_rank", "loss_fine_rank", "loss_span", "loss_giou", "loss_label"} <= set(losses)
     assert "loss_saliency" not in losses
@@ -269,11 +269,11 @@ def test_shine_forward_scores_match_separate_passes_and_grads_reach_model(arch: 
         assert grads and sum(float(g.abs().sum()) for g in grads) > 0, name
 
 
-def test_shine_forward_batch_of_one_marks_easy_negative_invalid() -> None:
+def test_forward_with_negatives_batch_of_one_marks_easy_negative_invalid() -> None:
     _, model, inputs, neg, _ = _setup()
     one = {k: v[:1] for k, v in inputs.items()}
-    out = shine_forward(model, **one, neg_txt=neg["neg_txt"][:1, :2], neg_txt_mask=neg["neg_txt_mask"][:1, :2],
-                        neg_valid=torch.tensor([[True, False]]))
+    out = model(**one, neg_txt=neg["neg_txt"][:1, :2], neg_txt_mask=neg["neg_txt_mask"][:1, :2],
+                neg_valid=torch.tensor([[True, False]]))
     assert out["shine_scores"].shape == (1, 4, 7)
     assert out["shine_valid"].tolist() == [[True, True, False, False]]
 
@@ -291,7 +291,7 @@ def test_each_switch_changes_only_the_loss_it_names(change: dict, named: set[str
     cfg, model, inputs, neg, targets = _setup()
     model.eval()
     with torch.no_grad():
-        out = shine_forward(model, **inputs, **neg)
+        out = model(**inputs, **neg)
     # make the hinges active so every setting shows up in the value
     out["shine_scores"] = out["shine_scores"] * 3.0
     base_cfg = ShineConfig(enabled=True)
@@ -319,7 +319,7 @@ def test_missing_scores_error_in_training_skipped_in_eval() -> None:
     cfg, model, inputs, _, targets = _setup()
     crit = build_shine_criterion(cfg, LossConfig(), MatcherConfig(), ShineConfig(enabled=True))
     plain = model(**inputs)
-    with pytest.raises(DataError, match="shine_forward"):
+    with pytest.raises(DataError, match="neg_txt"):
         crit.train()(plain, targets)
     losses = crit.eval()(plain, targets)
     assert "loss_coarse_rank" not in losses and "loss_span" in losses
@@ -334,9 +334,9 @@ def test_hn_fraction_rows_score_like_the_full_batch_and_only_they_enter_l_fr(arc
     model.eval()
     rows = torch.tensor([0, 2])
     with torch.no_grad():
-        full = shine_forward(model, **inputs, **neg)
-        part = shine_forward(model, **inputs, neg_txt=neg["neg_txt"][rows], neg_txt_mask=neg["neg_txt_mask"][rows],
-                             neg_valid=torch.tensor([[True, True, False], [True, True, True]]), neg_rows=rows)
+        full = model(**inputs, **neg)
+        part = model(**inputs, neg_txt=neg["neg_txt"][rows], neg_txt_mask=neg["neg_txt_mask"][rows],
+                     neg_valid=torch.tensor([[True, True, False], [True, True, True]]), neg_rows=rows)
     m = inputs["src_vid_mask"].bool()
     assert part["shine_scores"].shape == full["shine_scores"].shape == (3, 5, 7)
     for r in rows.tolist():
@@ -355,7 +355,7 @@ def test_hn_fraction_rows_score_like_the_full_batch_and_only_they_enter_l_fr(arc
                            inputs["src_vid_mask"][rows], valid=part["shine_valid"][rows])
     assert torch.allclose(got, alone, atol=1e-6) and float(got) > 0
     with pytest.raises(ValueError, match="rows of a batch of 3"):
-        shine_forward(model, **inputs, **neg, neg_rows=rows)
+        model(**inputs, **neg, neg_rows=rows)
 
 
 def test_hn_fraction_is_checked() -> None:

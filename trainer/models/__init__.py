@@ -1,6 +1,6 @@
 """Moment-DETR and QD-DETR with the official parameter names, built from a :class:`ModelConfig`.
 
->>> from trainer.model_config import ModelConfig
+>>> from trainer.config import ModelConfig
 >>> model = build_model(ModelConfig(arch="qd_detr", txt_dim=8, vid_dim=6, hidden_dim=32, nheads=4))
 >>> out = model(torch.randn(2, 5, 8), torch.ones(2, 5), torch.randn(2, 7, 6), torch.ones(2, 7))
 >>> out["pred_spans"].shape, out["saliency_scores_neg"].shape
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainer.model_config import ModelConfig
+from trainer.config import ModelConfig
 from trainer.models.base import GroundingModel, repeat_videos
 from trainer.models.moment_detr import MomentDETR
 from trainer.models.position_encoding import PositionEmbeddingSine, TrainablePositionalEncoding

@@ -54,15 +54,15 @@ class MomentDETR(GroundingModel):
         pos = torch.cat([self.position_embed(vid, vid_mask), pos_txt], dim=1)
         return src, padding, pos
 
-    def _saliency(self, txt: Tensor, txt_mask: Tensor, vid: Tensor, vid_mask: Tensor) -> Tensor:
+    def saliency(self, txt: Tensor, txt_mask: Tensor, vid: Tensor, vid_mask: Tensor) -> Tensor:
+        """Saliency (B, Lv) from projected features; encoder only (scores SHINE's negatives)."""
         src, padding, pos = self._inputs(txt, txt_mask, vid, vid_mask)
         memory = self.transformer.encode(src, padding, pos)
         return self.saliency_proj(memory[:, :vid.shape[1]]).squeeze(-1)
 
-    def forward(self, src_txt: Tensor, src_txt_mask: Tensor, src_vid: Tensor, src_vid_mask: Tensor
-                ) -> dict[str, object]:
-        """See :mod:`trainer.models.base` for the input and output contract."""
-        self._check_inputs(src_txt, src_txt_mask, src_vid, src_vid_mask)
+    def _predict(self, src_txt: Tensor, src_txt_mask: Tensor, src_vid: Tensor, src_vid_mask: Tensor
+                 ) -> tuple[dict[str, object], Tensor]:
+        """The plain forward of :mod:`trainer.models.base` and the projected video it used."""
         vid = self.input_vid_proj(src_vid)
         txt = self.input_txt_proj(src_txt)
         src, padding, pos = self._inputs(txt, src_txt_mask, vid, src_vid_mask)
@@ -82,4 +82,4 @@ class MomentDETR(GroundingModel):
             out["proj_queries"] = proj_queries[-1]
             out["proj_txt_mem"] = F.normalize(self.contrastive_align_projection_txt(memory[:, lv:]), p=2, dim=-1)
             out["proj_vid_mem"] = F.normalize(self.contrastive_align_projection_vid(memory[:, :lv]), p=2, dim=-1)
-        return out
+        return out, vid

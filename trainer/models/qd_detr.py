@@ -69,14 +69,14 @@ class QDDETR(GroundingModel):
         return (self.saliency_proj1(memory_local).float() * self.saliency_proj2(memory_global).float().unsqueeze(1)
                 ).sum(-1) / math.sqrt(self.hidden_dim)
 
-    def _saliency(self, txt: Tensor, txt_mask: Tensor, vid: Tensor, vid_mask: Tensor) -> Tensor:
+    def saliency(self, txt: Tensor, txt_mask: Tensor, vid: Tensor, vid_mask: Tensor) -> Tensor:
+        """Saliency (B, Lv) from projected features; encoder only (scores SHINE's negatives)."""
         local, global_, _ = self._encode(txt, txt_mask, vid, vid_mask, self._txt_pos(txt))
         return self._score(local, global_)
 
-    def forward(self, src_txt: Tensor, src_txt_mask: Tensor, src_vid: Tensor, src_vid_mask: Tensor
-                ) -> dict[str, object]:
-        """See :mod:`trainer.models.base` for the input and output contract."""
-        self._check_inputs(src_txt, src_txt_mask, src_vid, src_vid_mask)
+    def _predict(self, src_txt: Tensor, src_txt_mask: Tensor, src_vid: Tensor, src_vid_mask: Tensor
+                 ) -> tuple[dict[str, object], Tensor]:
+        """The plain forward of :mod:`trainer.models.base` and the projected video it used."""
         b = src_vid.shape[0]
         vid = self.input_vid_proj(src_vid)
         txt = self.input_txt_proj(src_txt)
@@ -108,4 +108,4 @@ class QDDETR(GroundingModel):
         }
         if self.negative_pair:
             out["saliency_scores_neg"] = scores_neg
-        return out
+        return out, vid

@@ -1,9 +1,4 @@
-"""Training configuration: frozen dataclasses, YAML presets and ``--set`` overrides.
-
-Layers, later wins: ``configs/base.yaml`` < ``configs/model_{arch}.yaml`` < ``configs/{preset}.yaml``
-(a dataset) < ``--config FILE`` < ``--set key.sub=value``. The arch layer is picked by the last layer that
-names ``model.arch`` (default ``qd_detr``), so ``--set model.arch=moment_detr`` also brings Moment-DETR's
-learning rate unless a later layer sets one.
+"""The training config: :class:`TrainConfig` (data, model, matcher, loss, optim, shine) as frozen dataclasses.
 
 Span normalisation (one normaliser for labels and predictions): windows are divided by the length of the
 feature timeline, ``Lv * clip_len`` seconds (``Lv`` = clips fed to the model), and predictions are multiplied
@@ -12,36 +7,23 @@ by the same number, then clamped to ``[0, duration]`` and, with ``data.eval_roun
 
 Paths in ``data`` are expanded (``$VAR``, ``~``) and, when relative, resolved against ``data.root``.
 ``$SHINE_DATA_DIR`` defaults to ``data`` when unset.
-
->>> cfg = load_config("synthetic", overrides=["optim.lr=3e-4"])
->>> cfg.data.clip_len, cfg.optim.lr, cfg.model.arch
-(0.5, 0.0003, 'qd_detr')
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from shine.configs import ConfigValueError, layered, load_yaml, parse_overrides, to_dict
-from trainer.errors import ConfigError
-from trainer.model_config import LossConfig, MatcherConfig, ModelConfig
-from trainer.shine_config import ShineConfig
+from shine.configs import to_dict
+from trainer.config.check import check
+from trainer.config.model import LossConfig, MatcherConfig, ModelConfig
+from trainer.config.shine import ShineConfig
 
-__all__ = ["AMP_MODES", "DataConfig", "OptimConfig", "TrainConfig", "PRESETS", "load_config", "preset_layers",
-           "config_from_dict"]
+__all__ = ["AMP_MODES", "DataConfig", "OptimConfig", "TrainConfig"]
 
-PRESETS: tuple[str, ...] = ("charades-cg", "anet-cg", "charades-sta", "synthetic")
 _ENV_DEFAULTS = {"SHINE_DATA_DIR": "data"}
-
-
-def _check(ok: bool, where: str, expected: str, value: object) -> None:
-    if not ok:
-        raise ConfigError(f"{where}: expected {expected}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -71,15 +53,15 @@ class DataConfig:
     eval_round: bool = True  # round evaluated windows to multiples of clip_len (official Charades eval)
 
     def __post_init__(self) -> None:
-        _check(self.clip_len > 0, "data.clip_len", "seconds > 0", self.clip_len)
-        _check(0.0 < self.val_fraction < 1.0, "data.val_fraction", "a fraction in (0, 1)", self.val_fraction)
-        _check(self.max_q_l >= 1, "data.max_q_l", "an integer >= 1", self.max_q_l)
-        _check(self.max_v_l == -1 or self.max_v_l >= 1, "data.max_v_l", "-1 or an integer >= 1", self.max_v_l)
-        _check(self.max_windows >= 1, "data.max_windows", "an integer >= 1", self.max_windows)
-        _check(self.saliency_pairs >= 1, "data.saliency_pairs", "an integer >= 1", self.saliency_pairs)
+        check(self.clip_len > 0, "data.clip_len", "seconds > 0", self.clip_len)
+        check(0.0 < self.val_fraction < 1.0, "data.val_fraction", "a fraction in (0, 1)", self.val_fraction)
+        check(self.max_q_l >= 1, "data.max_q_l", "an integer >= 1", self.max_q_l)
+        check(self.max_v_l == -1 or self.max_v_l >= 1, "data.max_v_l", "-1 or an integer >= 1", self.max_v_l)
+        check(self.max_windows >= 1, "data.max_windows", "an integer >= 1", self.max_windows)
+        check(self.saliency_pairs >= 1, "data.saliency_pairs", "an integer >= 1", self.saliency_pairs)
         for name in self.test:
             ok = name.replace("_", "").replace("-", "").isalnum()
-            _check(ok, "data.test", "names of letters, digits, _ or -", name)
+            check(ok, "data.test", "names of letters, digits, _ or -", name)
 
     def path(self, value: str) -> Path:
         """``value`` with variables expanded, resolved against ``root`` when relative."""
@@ -126,20 +108,20 @@ class OptimConfig:
     deterministic: bool = True  # CUDA: deterministic kernels (warn-only where none exists); CPU ones already are
 
     def __post_init__(self) -> None:
-        _check(self.lr > 0, "optim.lr", "a number > 0", self.lr)
-        _check(self.weight_decay >= 0, "optim.weight_decay", "a number >= 0", self.weight_decay)
-        _check(self.grad_clip >= 0, "optim.grad_clip", "a number >= 0", self.grad_clip)
+        check(self.lr > 0, "optim.lr", "a number > 0", self.lr)
+        check(self.weight_decay >= 0, "optim.weight_decay", "a number >= 0", self.weight_decay)
+        check(self.grad_clip >= 0, "optim.grad_clip", "a number >= 0", self.grad_clip)
         for name in ("batch_size", "eval_batch_size", "epochs", "lr_drop", "eval_every"):
-            _check(getattr(self, name) >= 1, f"optim.{name}", "an integer >= 1", getattr(self, name))
-        _check(0 < self.lr_gamma <= 1, "optim.lr_gamma", "a number in (0, 1]", self.lr_gamma)
-        _check(self.patience >= 0, "optim.patience", "an integer >= 0", self.patience)
-        _check(self.num_workers >= 0, "optim.num_workers", "an integer >= 0", self.num_workers)
-        _check(self.num_threads >= 0, "optim.num_threads", "an integer >= 0", self.num_threads)
+            check(getattr(self, name) >= 1, f"optim.{name}", "an integer >= 1", getattr(self, name))
+        check(0 < self.lr_gamma <= 1, "optim.lr_gamma", "a number in (0, 1]", self.lr_gamma)
+        check(self.patience >= 0, "optim.patience", "an integer >= 0", self.patience)
+        check(self.num_workers >= 0, "optim.num_workers", "an integer >= 0", self.num_workers)
+        check(self.num_threads >= 0, "optim.num_threads", "an integer >= 0", self.num_threads)
         if isinstance(self.amp, bool):  # older configs and checkpoints: true/false
             object.__setattr__(self, "amp", "auto" if self.amp else "off")
-        _check(self.amp in AMP_MODES, "optim.amp", "'auto', 'off', 'bf16' or 'fp16'", self.amp)
+        check(self.amp in AMP_MODES, "optim.amp", "'auto', 'off', 'bf16' or 'fp16'", self.amp)
         ok_device = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
-        _check(ok_device, "optim.device", "'auto', 'cpu', 'cuda' or 'cuda:N'", self.device)
+        check(ok_device, "optim.device", "'auto', 'cpu', 'cuda' or 'cuda:N'", self.device)
 
 
 @dataclass(frozen=True)
@@ -159,65 +141,3 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
-
-
-def _read_layer(name: str) -> dict[str, Any]:
-    try:
-        text = resources.files("trainer.configs").joinpath(f"{name}.yaml")
-    except ModuleNotFoundError as exc:  # pragma: no cover - broken install
-        raise ConfigError("trainer/configs is missing from the installation") from exc
-    if not text.is_file():
-        raise ConfigError(f"no config layer {name!r}; presets are {list(PRESETS)}")
-    return load_yaml(Path(str(text)))
-
-
-def _arch_of(*layers: Mapping[str, Any] | None) -> str | None:
-    arch = None
-    for layer in layers:
-        if layer and isinstance(layer.get("model"), Mapping) and "arch" in layer["model"]:
-            arch = str(layer["model"]["arch"])
-    return arch
-
-
-def preset_layers(preset: str | None, *later: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """The YAML layers (base, model, dataset) for ``preset`` given the layers that come after them."""
-    if preset is not None and preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
-    base = _read_layer("base")
-    dataset = _read_layer(preset) if preset else {}
-    arch = _arch_of(base, dataset, *later) or ModelConfig().arch
-    if arch not in ("qd_detr", "moment_detr"):
-        raise ConfigError(f"model.arch: expected 'moment_detr' or 'qd_detr', got {arch!r}")
-    return [base, _read_layer(f"model_{arch}"), dataset]
-
-
-def _build(layers: Sequence[Mapping[str, Any] | None]) -> TrainConfig:
-    try:
-        return layered(TrainConfig(), *layers)
-    except ConfigValueError as exc:
-        raise ConfigError(str(exc)) from exc
-
-
-def load_config(
-    preset: str | None = None,
-    config_file: str | Path | None = None,
-    overrides: Sequence[str] | Mapping[str, Any] = (),
-) -> TrainConfig:
-    """Build a validated :class:`TrainConfig` from the layers described in the module docstring."""
-    try:
-        file_layer = load_yaml(config_file) if config_file else {}
-        cli_layer = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
-    except ConfigValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    if preset is None and isinstance(file_layer.get("preset"), str) and file_layer["preset"]:
-        preset = file_layer["preset"]
-    layers = preset_layers(preset, file_layer, cli_layer)
-    cfg = _build([*layers, file_layer, cli_layer])
-    if preset and not cfg.preset:
-        cfg = _build([to_dict(cfg), {"preset": preset}])
-    return cfg
-
-
-def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
-    """Rebuild a config dumped with ``to_dict`` (manifest, checkpoint); unknown keys are errors."""
-    return _build([data])

@@ -8,14 +8,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from trainer.config.check import check
 from trainer.errors import ConfigError
 
 __all__ = ["ShineConfig", "NegativesChoice", "choose_negatives"]
-
-
-def _check(ok: bool, where: str, expected: str, value: object) -> None:
-    if not ok:
-        raise ConfigError(f"{where}: expected {expected}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -73,23 +69,23 @@ class ShineConfig:
                 object.__setattr__(self, name, os.path.abspath(Path(value).expanduser()))
         for name in ("alpha", "beta", "h1", "h2"):
             value = getattr(self, name)
-            _check(isinstance(value, (int, float)) and value >= 0, f"{w}.{name}", "a number >= 0", value)
-        _check(isinstance(self.q, int) and self.q >= 1, f"{w}.q", "an integer >= 1", self.q)
-        _check(isinstance(self.levels, int) and 1 <= self.levels <= 3, f"{w}.levels", "1, 2 or 3", self.levels)
-        _check(len(self.margins) == 1 or len(self.margins) >= self.levels + 1, f"{w}.margins",
+            check(isinstance(value, (int, float)) and value >= 0, f"{w}.{name}", "a number >= 0", value)
+        check(isinstance(self.q, int) and self.q >= 1, f"{w}.q", "an integer >= 1", self.q)
+        check(isinstance(self.levels, int) and 1 <= self.levels <= 3, f"{w}.levels", "1, 2 or 3", self.levels)
+        check(len(self.margins) == 1 or len(self.margins) >= self.levels + 1, f"{w}.margins",
                f"1 or at least levels + 1 = {self.levels + 1} values", self.margins)
-        _check(all(m >= 0 for m in self.margins), f"{w}.margins", "values >= 0", self.margins)
-        _check(self.ranking in ("red", "abd"), f"{w}.ranking", "'red' or 'abd'", self.ranking)
-        _check(not self.use_coarse or self.use_intra or self.use_inter, f"{w}.use_intra/use_inter",
+        check(all(m >= 0 for m in self.margins), f"{w}.margins", "values >= 0", self.margins)
+        check(self.ranking in ("red", "abd"), f"{w}.ranking", "'red' or 'abd'", self.ranking)
+        check(not self.use_coarse or self.use_intra or self.use_inter, f"{w}.use_intra/use_inter",
                "at least one on while use_coarse is on", (self.use_intra, self.use_inter))
-        _check(all(isinstance(t, int) and 1 <= t <= self.levels + 1 for t in self.fine_terms)
+        check(all(isinstance(t, int) and 1 <= t <= self.levels + 1 for t in self.fine_terms)
                and len(set(self.fine_terms)) == len(self.fine_terms), f"{w}.fine_terms",
                f"distinct constraint numbers in 1..{self.levels + 1}", self.fine_terms)
-        _check(self.invalid_negatives in ("skip", "random_fallback"), f"{w}.invalid_negatives",
+        check(self.invalid_negatives in ("skip", "random_fallback"), f"{w}.invalid_negatives",
                "'skip' or 'random_fallback'", self.invalid_negatives)
-        _check(isinstance(self.hn_fraction, (int, float)) and 0 < self.hn_fraction <= 1, f"{w}.hn_fraction",
+        check(isinstance(self.hn_fraction, (int, float)) and 0 < self.hn_fraction <= 1, f"{w}.hn_fraction",
                "a number in (0, 1]", self.hn_fraction)
-        _check(self.easy_negative == "batch_roll", f"{w}.easy_negative", "'batch_roll'", self.easy_negative)
+        check(self.easy_negative == "batch_roll", f"{w}.easy_negative", "'batch_roll'", self.easy_negative)
 
     def term_switches(self) -> tuple[bool, ...] | None:
         """Per-constraint switches of L_fr for ``levels`` (None: all on)."""

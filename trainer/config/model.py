@@ -1,7 +1,7 @@
 """Settings of the model, the Hungarian matcher and the loss, as frozen dataclasses.
 
 Defaults are the official Moment-DETR / QD-DETR ones (``config.py`` of both repositories). The full
-training config (``trainer/config.py``) nests these three; ``shine.configs.merge`` fills them from YAML and
+training config (:class:`trainer.config.train.TrainConfig`) nests these three; ``shine.configs.merge`` fills them from YAML and
 CLI overrides, so every field has a plain type. Invalid values raise :class:`ConfigError` naming the field.
 
 >>> ModelConfig(arch="moment_detr", vid_dim=1026).hidden_dim
@@ -17,14 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from trainer.errors import ConfigError
+from trainer.config.check import check
 
 __all__ = ["ModelConfig", "MatcherConfig", "LossConfig"]
-
-
-def _check(ok: bool, where: str, expected: str, value: object) -> None:
-    if not ok:
-        raise ConfigError(f"{where}: expected {expected}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -59,23 +54,23 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         w = "model"
-        _check(self.arch in ("moment_detr", "qd_detr"), f"{w}.arch", "'moment_detr' or 'qd_detr'", self.arch)
+        check(self.arch in ("moment_detr", "qd_detr"), f"{w}.arch", "'moment_detr' or 'qd_detr'", self.arch)
         for name in ("txt_dim", "vid_dim", "hidden_dim", "dim_feedforward", "nheads", "num_queries",
                      "dec_layers", "max_q_l", "max_v_l", "contrastive_hdim"):
             value = getattr(self, name)
-            _check(isinstance(value, int) and value >= 1, f"{w}.{name}", "an integer >= 1", value)
-        _check(isinstance(self.enc_layers, int) and self.enc_layers >= 0, f"{w}.enc_layers",
+            check(isinstance(value, int) and value >= 1, f"{w}.{name}", "an integer >= 1", value)
+        check(isinstance(self.enc_layers, int) and self.enc_layers >= 0, f"{w}.enc_layers",
                "an integer >= 0", self.enc_layers)
-        _check(self.hidden_dim % self.nheads == 0, f"{w}.hidden_dim",
+        check(self.hidden_dim % self.nheads == 0, f"{w}.hidden_dim",
                f"a multiple of nheads={self.nheads}", self.hidden_dim)
-        _check(self.hidden_dim % 4 == 0, f"{w}.hidden_dim", "a multiple of 4 (sine position features)",
+        check(self.hidden_dim % 4 == 0, f"{w}.hidden_dim", "a multiple of 4 (sine position features)",
                self.hidden_dim)
-        _check(1 <= self.n_input_proj <= 3, f"{w}.n_input_proj", "1, 2 or 3", self.n_input_proj)
+        check(1 <= self.n_input_proj <= 3, f"{w}.n_input_proj", "1, 2 or 3", self.n_input_proj)
         for name in ("input_dropout", "dropout"):
             value = getattr(self, name)
-            _check(0.0 <= value < 1.0, f"{w}.{name}", "a probability in [0, 1)", value)
-        _check(self.span_loss_type == "l1", f"{w}.span_loss_type", "'l1'", self.span_loss_type)
-        _check(self.query_scale_type in ("cond_elewise", "cond_scalar", "fix_elewise"),
+            check(0.0 <= value < 1.0, f"{w}.{name}", "a probability in [0, 1)", value)
+        check(self.span_loss_type == "l1", f"{w}.span_loss_type", "'l1'", self.span_loss_type)
+        check(self.query_scale_type in ("cond_elewise", "cond_scalar", "fix_elewise"),
                f"{w}.query_scale_type", "'cond_elewise', 'cond_scalar' or 'fix_elewise'", self.query_scale_type)
 
 
@@ -90,8 +85,8 @@ class MatcherConfig:
     def __post_init__(self) -> None:
         for name in ("cost_class", "cost_span", "cost_giou"):
             value = getattr(self, name)
-            _check(value >= 0.0, f"matcher.{name}", "a number >= 0", value)
-        _check(self.cost_class + self.cost_span + self.cost_giou > 0, "matcher", "at least one cost > 0",
+            check(value >= 0.0, f"matcher.{name}", "a number >= 0", value)
+        check(self.cost_class + self.cost_span + self.cost_giou > 0, "matcher", "at least one cost > 0",
                (self.cost_class, self.cost_span, self.cost_giou))
 
 
@@ -127,9 +122,9 @@ class LossConfig:
         for name in ("span_loss_coef", "giou_loss_coef", "label_loss_coef", "lw_saliency",
                      "lw_rank_contrastive", "lw_neg_pair", "saliency_margin"):
             value = getattr(self, name)
-            _check(value >= 0.0, f"loss.{name}", "a number >= 0", value)
-        _check(0.0 <= self.eos_coef <= 1.0, "loss.eos_coef", "a number in [0, 1]", self.eos_coef)
-        _check(self.rank_contrastive_tau > 0.0, "loss.rank_contrastive_tau", "a number > 0",
+            check(value >= 0.0, f"loss.{name}", "a number >= 0", value)
+        check(0.0 <= self.eos_coef <= 1.0, "loss.eos_coef", "a number in [0, 1]", self.eos_coef)
+        check(self.rank_contrastive_tau > 0.0, "loss.rank_contrastive_tau", "a number > 0",
                self.rank_contrastive_tau)
-        _check(self.rank_contrastive_levels >= 2, "loss.rank_contrastive_levels", "an integer >= 2",
+        check(self.rank_contrastive_levels >= 2, "loss.rank_contrastive_levels", "an integer >= 2",
                self.rank_contrastive_levels)

@@ -1,1 +1,0 @@
-"""YAML layers of the training config (see trainer.config)."""
