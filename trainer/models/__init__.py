@@ -13,14 +13,14 @@ import torch
 from torch import nn
 
 from trainer.config import ModelConfig
-from trainer.models.base import GroundingModel, repeat_videos
+from trainer.models.base import GroundingModel
 from trainer.models.moment_detr import MomentDETR
 from trainer.models.position_encoding import PositionEmbeddingSine, TrainablePositionalEncoding
 from trainer.models.qd_detr import QDDETR
 from trainer.models.qd_transformer import QDTransformer
 from trainer.models.transformer import Transformer
 
-__all__ = ["build_model", "GroundingModel", "MomentDETR", "QDDETR", "repeat_videos"]
+__all__ = ["build_model", "GroundingModel", "MomentDETR", "QDDETR"]
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

@@ -29,12 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GroundingModel", "repeat_videos"]
-
-
-def repeat_videos(src_vid: Tensor, src_vid_mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """(B, Lv, D), (B, Lv) -> (B*k, Lv, D), (B*k, Lv): each video repeated k times in a row (b-major)."""
-    return src_vid.repeat_interleave(k, dim=0), src_vid_mask.repeat_interleave(k, dim=0)
+__all__ = ["GroundingModel"]
 
 
 def _pad_tokens(x: Tensor, length: int) -> Tensor:
