@@ -96,7 +96,7 @@ def build_negatives(
         inputs: annotation files (Moment-DETR JSONL or VISA JSON); default: the dataset's ``split`` file.
         split: split name of ``inputs`` (the dictionary D is counted over ``train`` queries).
         data_dir: where the public annotation files live (default: ``$SHINE_DATA_DIR`` or ``../shared/data``).
-        backend: negatives backend (``random`` offline; LLM backends from ``pipeline.llm``).
+        backend: negatives backend (``random``, ``lexical``, ``import`` offline; LLM backends from ``pipeline.llm``).
         model: backend model (random: ``uniform`` | ``count``).
         config_file: YAML with any config fields (see ``pipeline.config``).
         overrides: nested config overrides applied last (what ``--set a.b=v`` builds).

@@ -1,5 +1,5 @@
 """A wheel (non-editable) install carries every data file the code reads at run time: prompt templates, the LLM
-rate-limit tables and the trainer's config presets."""
+rate-limit tables, the pipeline's dataset presets and the trainer's config presets."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def test_wheel_install_finds_templates_limits_and_presets(tmp_path: Path) -> Non
         "assert pipeline.__file__.startswith(r'%s'), pipeline.__file__\n"
         "from pipeline.llm.pricing import provider_table\n"
         "assert provider_table('openai')\n"
+        "from pipeline.config import DATASET_PRESETS\n"  # pipeline/presets/*.yaml are package data too
+        "assert DATASET_PRESETS['anet-cg']['mask']['ratios'] == [0.1, 0.3, 0.5], dict(DATASET_PRESETS)\n"
         "print(d.name, len(p.fingerprint), c.load_config('synthetic').optim.epochs > 0)\n"
     ) % (target, target)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SHINE_PROMPTS_DIR")}

@@ -1,10 +1,11 @@
 """LLM backends of the negatives stage: GPT-3.5 (OpenAI), Llama 3 (OpenAI-compatible servers), Gemini, Claude.
 
 ``make_llm_backend(cfg, dictionary, workdir)`` is what ``pipeline.backends.registry`` calls for every backend name
-other than ``random``. Names: ``openai``, ``llama3``, ``gemini``, ``anthropic``, ``openai-batch``,
-``anthropic-batch`` (or ``--set backend.options.batch.enabled=true``). Settings: ``LLMConfig`` (from
-``backend.options``); keys and other secrets: environment variables only (``pipeline.llm.keys``,
-``pipeline.llm.secrets``). ``check_llm_config`` checks a backend config before any stage runs.
+other than the offline ones (``random``, ``lexical``, ``import``). Names: ``openai``, ``llama3``, ``gemini``,
+``anthropic``, ``openai-batch``, ``anthropic-batch`` (or ``--set backend.options.batch.enabled=true``). Settings:
+``LLMConfig`` (from ``backend.options``); keys and other secrets: environment variables only (``pipeline.llm.keys``,
+``pipeline.llm.secrets``). ``check_llm_config`` checks a backend config before any stage runs (called by
+``pipeline.backends.options.parse_backend_options``, the one config check).
 """
 
 from __future__ import annotations
