@@ -30,6 +30,7 @@ import torch
 
 from pipeline import tables
 from pipeline.backends.base import FillRequest, FillResponse, LevelFill, detokenize, fill_tokens
+from pipeline.backends.lexical_probe import NOUN_TAGS, subject_slot
 from pipeline.dictionary import build_tagged_dictionary
 from pipeline.errors import ConfigError, DataError
 from pipeline.masking import PRIMITIVE_OF_POS
@@ -47,6 +48,9 @@ SYNONYM_COSINE = 0.8
 TAG_SHARE = 0.8
 #: a masked subject is replaced by a word the corpus uses as a subject this often (people, not "cup")
 SUBJECT_MIN_COUNT = 5
+#: ... and in at least this share of its uses ("door" is the subject of "the door closes" often enough, but it is
+#: mostly an object; a subject "door" reads as a broken sentence)
+SUBJECT_SHARE = 0.25
 _OBJ_DEPS = frozenset({"dobj", "obj"})
 _SUBJ_DEPS = frozenset({"nsubj", "nsubjpass"})
 _PRIM_ORDER = {"verb": 0, "noun": 1, "adj": 2, "prep": 3, "adv": 4}
@@ -63,8 +67,8 @@ def _u(*parts: object) -> int:
 
 
 def heuristic_heads(pos: Sequence[str], dep: Sequence[str]) -> list[int]:
-    """Heads of objects (nearest VERB on the left), prepositional objects (nearest ADP on the left) and adjectival
-    modifiers (nearest NOUN on the right); -1 elsewhere. pos.parquet keeps dependency labels but not heads, and
+    """Heads of objects and particles (nearest VERB on the left), prepositional objects (nearest ADP on the left)
+    and adjectival modifiers (nearest NOUN on the right); -1 elsewhere. pos.parquet keeps dependency labels but not heads, and
     in short captions these nearest-word rules find the head almost always.
 
     >>> heuristic_heads(["NOUN", "VERB", "DET", "ADJ", "NOUN", "ADP", "NOUN"],
@@ -73,8 +77,8 @@ def heuristic_heads(pos: Sequence[str], dep: Sequence[str]) -> list[int]:
     """
     heads = [-1] * len(pos)
     for i, d in enumerate(dep):
-        if d in _OBJ_DEPS or d == "pobj":
-            want = "VERB" if d in _OBJ_DEPS else "ADP"
+        if d in _OBJ_DEPS or d == "pobj" or d == "prt":
+            want = "ADP" if d == "pobj" else "VERB"
             heads[i] = next((j for j in range(i - 1, -1, -1) if pos[j] == want), -1)
         elif d == "amod" and pos[i] == "ADJ":
             heads[i] = next((j for j in range(i + 1, len(pos)) if pos[j] in {"NOUN", "PROPN"}), -1)
@@ -82,12 +86,14 @@ def heuristic_heads(pos: Sequence[str], dep: Sequence[str]) -> list[int]:
 
 
 def _kind(dep: str) -> str:
-    return "vo" if dep in _OBJ_DEPS else "po" if dep == "pobj" else "an"
+    # "vp": verb-particle ("stand up"); a particle a verb never takes re-parses as an adverb ("stand away")
+    return "vo" if dep in _OBJ_DEPS else "po" if dep == "pobj" else "vp" if dep == "prt" else "an"
 
 
 def attested_pairs(lemmas: Sequence[Sequence[str]], pos: Sequence[Sequence[str]],
                    dep: Sequence[Sequence[str]]) -> Counter[tuple[str, str, str]]:
-    """Counts of ("vo", verb, object), ("po", preposition, object) and ("an", adjective, noun) lemma pairs."""
+    """Counts of ("vo", verb, object), ("po", preposition, object), ("vp", verb, particle) and ("an", adjective,
+    noun) lemma pairs."""
     out: Counter[tuple[str, str, str]] = Counter()
     for lem, ps, ds in zip(lemmas, pos, dep):
         for i, h in enumerate(heuristic_heads(ps, ds)):
@@ -104,9 +110,11 @@ class LexicalBackend:
     prompt_version = "none"
 
     def __init__(self, tagged: pd.DataFrame, pos: pd.DataFrame, positives: dict[str, set[str]],
-                 vids: dict[str, str], encoder: Any, seed: int = 0, min_count: int = 2, pair_min_count: int = 2) -> None:
+                 vids: dict[str, str], encoder: Any, seed: int = 0, min_count: int = 2, pair_min_count: int = 2,
+                 nlp: Any = None) -> None:
         """``tagged``: D with tags (word, primitive, tag, count); ``pos``: pos.parquet rows (qid, tokens, pos, tag,
-        dep, lemma); ``positives``: vid -> normalised queries; ``vids``: qid -> vid; ``encoder``: has ``encode``."""
+        dep, lemma); ``positives``: vid -> normalised queries; ``vids``: qid -> vid; ``encoder``: has ``encode``;
+        ``nlp``: a spaCy pipeline for the tag probe (``lexical_probe``), None to skip it."""
         self.model, self.seed = "minilm", seed
         self.positives, self.vids = positives, vids
         self._calls = 0
@@ -128,7 +136,8 @@ class LexicalBackend:
                 lm.lower() for lm, p in zip(lems, ps) if p in {"VERB", "NOUN", "PROPN", "ADJ"})
         subjects = Counter(lm.lower() for lems, ds in zip(pos["lemma"], pos["dep"]) for lm, d in zip(lems, ds)
                            if d in _SUBJ_DEPS)
-        self.subjects = {lm for lm, n in subjects.items() if n >= SUBJECT_MIN_COUNT}
+        uses = Counter(lm.lower() for lems in pos["lemma"] for lm in lems)
+        self.subjects = {lm for lm, n in subjects.items() if n >= SUBJECT_MIN_COUNT and n >= SUBJECT_SHARE * uses[lm]}
         self.objects: dict[tuple[str, str], set[str]] = defaultdict(set)
         for kind, a, b in self.pairs:
             if kind != "an":
@@ -143,6 +152,10 @@ class LexicalBackend:
         }
         self.fallback = {prim: g.sort_values("count", ascending=False)["tag"].iloc[0]
                          for prim, g in good.groupby("primitive")}
+        #: words that stay a noun as a sentence's subject (None: not probed, any subject word will do)
+        self.subject_ok: set[str] | None = None
+        if nlp is not None:
+            self._probe(nlp, pos)
         words = sorted({w for ws in self.groups.values() for w in ws} | {
             t.lower() for toks in pos["tokens"] for t in toks})
         self.index = {w: i for i, w in enumerate(words)}
@@ -181,8 +194,23 @@ class LexicalBackend:
         positives: dict[str, set[str]] = defaultdict(set)
         for vid, q in zip(queries["vid"], queries["query"]):
             positives[vid].add(norm_text(q))
+        # float32 at the batch size the rankings were made with: the negatives must not depend on the machine
+        encoder = load_sentence_encoder(batch_size=256, precision="fp32")
+        from pipeline.nlp import load_nlp
+
         return cls(tagged, pos, dict(positives), dict(zip(queries["qid"], queries["vid"])),
-                   load_sentence_encoder(), seed=seed, min_count=min_count, pair_min_count=pair_min_count)
+                   encoder, seed=seed, min_count=min_count, pair_min_count=pair_min_count, nlp=load_nlp())
+
+    def _probe(self, nlp: Any, pos: pd.DataFrame) -> None:
+        """Drop the words that lose their tag in real sentences (``lexical_probe``); a group keeps its words when
+        fewer than 2 would pass, so every tag keeps a word other than the original."""
+        from pipeline.backends.lexical_probe import probe_contexts, tag_stable_words
+
+        wanted = {(tag, subject) for _, tag in self.groups for subject in (False, True)}
+        contexts = probe_contexts(pos["tokens"], pos["tag"], pos["dep"], wanted)
+        stable, self.subject_ok = tag_stable_words(nlp, self.groups, contexts, NOUN_TAGS)
+        self.groups = {g: [w for w in ws if w in stable[g]] if len(stable[g]) >= 2 else ws
+                       for g, ws in self.groups.items()}
 
     def _group(self, prim: str, tag: str) -> list[str]:
         return self.groups.get((prim, tag)) or self.groups.get((prim, self.fallback.get(prim, "")), [])
@@ -240,7 +268,9 @@ class LexicalBackend:
         good = [w for w in band if fits(w)]
         if good:
             return good
-        for step in range(1, _WIDEN + 1):
+        # a subject must stay someone who acts ("man", not "cupboard"): those words are few and near the original,
+        # so a subject looks through the whole ranking rather than _WIDEN ranks around the band
+        for step in range(1, (n if reqs[0] else _WIDEN) + 1):
             for i in (a - step, b - 1 + step):
                 if 0 <= i < n and fits(ranked[i]):
                     return [ranked[i]]
@@ -250,7 +280,7 @@ class LexicalBackend:
         """Whether ``word`` keeps every composition ``reqs`` asks for attested (see ``_requirements``)."""
         lw = self.lemma_of.get(word, word)
         subject, as_dependent, as_head, can_take = reqs
-        if subject and lw not in self.subjects:
+        if subject and (lw not in self.subjects or (self.subject_ok is not None and word.lower() not in self.subject_ok)):
             return False
         for kind, head in as_dependent:
             if ((kind, lw, head) if kind == "an" else (kind, head, lw)) not in self.pairs:
@@ -285,7 +315,7 @@ class LexicalBackend:
                         can_take.append(_kind(dep[j]))
                 else:
                     as_head.append((_kind(dep[j]), lemma_at(j)))
-            reqs = (d in _SUBJ_DEPS, as_dependent, tuple(as_head), tuple(can_take))
+            reqs = (subject_slot(i, tag, dep), as_dependent, tuple(as_head), tuple(can_take))
             key = (orig, prim, tag[i], lv.level, reqs)
             accepted = self._cache.get(key)
             if accepted is None:
