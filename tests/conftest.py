@@ -34,3 +34,19 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_prefect_server(tmp_path_factory: pytest.TempPathFactory):
+    """Where the session's shared Prefect server lives (started on first use only) and its stop at session end.
+
+    tests/faults/harness.py:cli_env points CLI subprocesses at it (tests/prefect_server.py says why); a session
+    that never asks for it starts nothing.
+    """
+    from tests.prefect_server import SESSION
+
+    SESSION.base = tmp_path_factory.mktemp("shared-prefect-server")
+    try:
+        yield SESSION
+    finally:
+        SESSION.stop()

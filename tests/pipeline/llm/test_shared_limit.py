@@ -7,13 +7,8 @@ so only the shared limit keeps the two together under it.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +20,7 @@ from pipeline.llm.ledger import read_ledger
 from pipeline.llm.shared_limiter import shared_limit_specs
 from pipeline.llm.testing import ProviderServer
 from tests.pipeline.llm.helpers import SECRETS
+from tests.prefect_server import running_server, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[3]
 PREFECT = Path(sys.executable).parent / "prefect"
@@ -35,53 +31,11 @@ N_PER_WORKER = 20
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a process started with start_new_session (it and its children), politely then by force."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
 @pytest.fixture
 def prefect_server(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A real Prefect server; yields the environment a worker needs to reach it."""
-    port = _free_port()
-    home = tmp_path / "prefect-home"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_SERVER_UI_ENABLED="false",
-               PREFECT_SERVER_LOGGING_LEVEL="WARNING")
-    log = (tmp_path / "prefect-server.log").open("wb")
-    proc = subprocess.Popen([str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui",
-                             "--no-scheduler", "--no-late-runs", "--analytics-off"], env=env, cwd=tmp_path,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    api = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{api}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"prefect server did not start: {(tmp_path / 'prefect-server.log').read_text()[-2000:]}")
-            time.sleep(0.3)
-        yield {**env, "PREFECT_API_URL": api}
-    finally:
-        _stop(proc)
-        log.close()
+    """A real Prefect server (its own temporary home: its limits are this test's); yields a worker's environment."""
+    with running_server(tmp_path, args=("--no-ui", "--no-scheduler", "--no-late-runs", "--analytics-off")) as server:
+        yield server.env
 
 
 def _worker(url: str, inp: Path, out: Path, cache: Path) -> list[str]:
@@ -124,7 +78,7 @@ def test_two_workers_share_one_prefect_rate_limit(prefect_server, shared_data: P
             results = [p.communicate(timeout=100) for p in procs]
         finally:
             for p in procs:
-                _stop(p)
+                stop_process_group(p)
         for p, (_, err) in zip(procs, results):
             assert p.returncode == 0, err.decode()[-3000:]
         calls = sorted(t for t, path, _ in srv.log if path.endswith("/chat/completions"))
