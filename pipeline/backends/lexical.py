@@ -57,6 +57,10 @@ _PRIM_ORDER = {"verb": 0, "noun": 1, "adj": 2, "prep": 3, "adv": 4}
 _MAX_ATTEMPTS = 6
 #: at most this many words of a band are checked per context (the first fill of a context pays for them)
 _BAND_CAP = 128
+#: a level-1 swap whose training sentence keeps this MiniLM cosine is dropped: the quality report's false-negative
+#: threshold is 0.95, and the sentence the swap lands in is not the one it was tested in, hence the margin
+DUPLICATE_COSINE = 0.9
+_DUPLICATE_BUDGET = 6000
 #: ranks beyond a band searched for an attested composition
 _WIDEN = 48
 
@@ -111,10 +115,12 @@ class LexicalBackend:
 
     def __init__(self, tagged: pd.DataFrame, pos: pd.DataFrame, positives: dict[str, set[str]],
                  vids: dict[str, str], encoder: Any, seed: int = 0, min_count: int = 2, pair_min_count: int = 2,
-                 nlp: Any = None) -> None:
+                 nlp: Any = None, duplicate_cosine: float | None = None) -> None:
         """``tagged``: D with tags (word, primitive, tag, count); ``pos``: pos.parquet rows (qid, tokens, pos, tag,
         dep, lemma); ``positives``: vid -> normalised queries; ``vids``: qid -> vid; ``encoder``: has ``encode``;
-        ``nlp``: a spaCy pipeline for the tag probe (``lexical_probe``), None to skip it."""
+        ``nlp``: a spaCy pipeline for the tag probe (``lexical_probe``), None to skip it; ``duplicate_cosine``:
+        drop level-1 candidates whose swap into a training sentence keeps the encoder's sentence cosine at or
+        above this (None: no check)."""
         self.model, self.seed = "minilm", seed
         self.positives, self.vids = positives, vids
         self._calls = 0
@@ -165,6 +171,11 @@ class LexicalBackend:
         self._cache: dict[tuple, list[str]] = {}
         self._precompute({(t.lower(), PRIMITIVE_OF_POS[p], tg) for toks, ps, tgs in zip(pos["tokens"], pos["pos"], pos["tag"])
                           for t, p, tg in zip(toks, ps, tgs) if p in PRIMITIVE_OF_POS})
+        if duplicate_cosine is not None:  # level 1 must not be a caption MiniLM calls the same
+            from pipeline.backends.lexical_probe import drop_near_duplicates
+
+            self._ranked = drop_near_duplicates(self._ranked, pos["tokens"], pos["tag"], encoder, duplicate_cosine,
+                                                BANDS[1][1], _DUPLICATE_BUDGET)
 
     @classmethod
     def from_run(cls, dictionary: pd.DataFrame, workdir: Path, seed: int = 0, model: str = "minilm",
@@ -199,7 +210,8 @@ class LexicalBackend:
         from pipeline.nlp import load_nlp
 
         return cls(tagged, pos, dict(positives), dict(zip(queries["qid"], queries["vid"])),
-                   encoder, seed=seed, min_count=min_count, pair_min_count=pair_min_count, nlp=load_nlp())
+                   encoder, seed=seed, min_count=min_count, pair_min_count=pair_min_count, nlp=load_nlp(),
+                   duplicate_cosine=DUPLICATE_COSINE)
 
     def _probe(self, nlp: Any, pos: pd.DataFrame) -> None:
         """Drop the words that lose their tag in real sentences (``lexical_probe``); a group keeps its words when

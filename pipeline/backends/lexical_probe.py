@@ -13,13 +13,15 @@ Cost: (candidate words) x ``contexts`` short sentences through the tagger once, 
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pipeline.records import detokenize
 
-__all__ = ["probe_contexts", "tag_stable_words", "subject_slot", "PROBE_CONTEXTS", "NOUN_TAGS"]
+__all__ = ["probe_contexts", "tag_stable_words", "subject_slot", "word_contexts", "near_duplicate_swaps",
+           "drop_near_duplicates", "PROBE_CONTEXTS", "NOUN_TAGS"]
 
 #: real sentences each candidate is tried in, per tag (it must keep the tag in all of them)
 PROBE_CONTEXTS = 3
@@ -92,3 +94,74 @@ def tag_stable_words(nlp: Any, groups: dict[tuple[str, str], list[str]],
     stable = {g: {w for w in ws if (g, w, False) not in failed} for g, ws in groups.items()}
     subjects = {w for g, ws in groups.items() if g[1] in subject_tags for w in ws if (g, w, True) not in failed}
     return stable, subjects
+
+
+def word_contexts(tokens: Sequence[Sequence[str]], tags: Sequence[Sequence[str]], wanted: Iterable[tuple[str, str]],
+                  k: int = 2) -> dict[tuple[str, str], list[tuple[tuple[str, ...], int]]]:
+    """The first ``k`` distinct training sentences of at most 12 tokens holding each (lower-cased word, tag), with
+    the word's position.
+
+    >>> word_contexts([["person", "puts", "the", "cup", "down", "."]], [["NN", "VBZ", "DT", "NN", "RP", "."]],
+    ...               [("puts", "VBZ"), ("takes", "VBZ")])
+    {('puts', 'VBZ'): [(('person', 'puts', 'the', 'cup', 'down', '.'), 1)]}
+    """
+    want: set[tuple[str, str]] = set(wanted)
+    out: dict[tuple[str, str], list[tuple[tuple[str, ...], int]]] = defaultdict(list)
+    for toks, tg in zip(tokens, tags):
+        if len(toks) > 12:
+            continue
+        for i, (w, t) in enumerate(zip(toks, tg)):
+            key = (w.lower(), t)
+            if key in want and len(out[key]) < k and (tuple(toks), i) not in out[key]:
+                out[key].append((tuple(toks), i))
+    return {key: v for key, v in out.items() if v}
+
+
+def near_duplicate_swaps(encoder: Any, candidates: dict[tuple[str, str, str], list[str]],
+                         contexts: dict[tuple[str, str], list[tuple[tuple[str, ...], int]]],
+                         threshold: float) -> dict[tuple[str, str, str], set[str]]:
+    """Per (word, primitive, tag): the candidates that, written for the word in one of its training sentences,
+    give a sentence the encoder scores at or above ``threshold`` to that sentence (MiniLM calls "the person puts the
+    phone down" and "... takes the phone down" the same caption: 0.96). Such a swap is a false negative by the
+    quality report's measure, and word vectors alone do not predict it ("puts"/"takes": 0.31)."""
+    jobs: list[tuple[tuple[str, str, str], str, str, str]] = []
+    for key, cands in candidates.items():
+        for toks, i in contexts.get((key[0], key[2]), []):
+            for c in cands:
+                word = c.capitalize() if toks[i][:1].isupper() else c
+                jobs.append((key, c, detokenize(toks), detokenize([*toks[:i], word, *toks[i + 1:]])))
+    if not jobs:
+        return {}
+    texts = list(dict.fromkeys(t for j in jobs for t in j[2:]))
+    where = {t: k for k, t in enumerate(texts)}
+    vecs = encoder.encode(texts)
+    a = vecs[[where[j[2]] for j in jobs]]
+    b = vecs[[where[j[3]] for j in jobs]]
+    blocked: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for (key, c, _, _), cos in zip(jobs, (a * b).sum(-1).tolist()):
+        if cos >= threshold:
+            blocked[key].add(c)
+    return dict(blocked)
+
+
+def drop_near_duplicates(ranked: dict[tuple[str, str, str], list[str]], tokens: Sequence[Sequence[str]],
+                         tags: Sequence[Sequence[str]], encoder: Any, threshold: float, band: float,
+                         budget: int) -> dict[tuple[str, str, str], list[str]]:
+    """The rankings without the verbs' level-1 band words (the nearest ``band`` share, and the next 2) whose swap
+    the encoder scores as the same caption (:func:`near_duplicate_swaps`); a ranking keeps its words when fewer
+    than 3 would stay. Verbs only: they are nearly every such swap ("puts" -> "takes"). Each swap costs sentence
+    encodings at build time, so the most frequent verbs go first, up to ``budget`` candidates (all of
+    Charades-CG's verbs; ActivityNet-CG's frequent ones)."""
+    freq = Counter((w.lower(), t) for toks, tg in zip(tokens, tags) for w, t in zip(toks, tg))
+    near: dict[tuple[str, str, str], list[str]] = {}
+    for key in sorted((k for k in ranked if k[1] == "verb"), key=lambda k: (-freq[(k[0], k[2])], k)):
+        if budget <= 0:
+            break
+        near[key] = ranked[key][: min(math.ceil(len(ranked[key]) * band) + 2, 12)]
+        budget -= len(near[key])
+    contexts = word_contexts(tokens, tags, {(k[0], k[2]) for k in near})
+    out = dict(ranked)
+    for key, words in near_duplicate_swaps(encoder, near, contexts, threshold).items():
+        kept = [w for w in ranked[key] if w not in words]
+        out[key] = kept if len(kept) >= 3 else ranked[key]
+    return out
