@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export SHINE_DATA_DIR ?= $(abspath $(DATA_DIR))
 
-.PHONY: install demo test test-fast bench evidence evidence-bow clean
+.PHONY: install demo test test-fast bench evidence evidence-bow evidence-lexical clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ evidence: $(STAMP)
 evidence-bow: $(STAMP)
 	$(BIN)/python scripts/evidence.py --mode bag-of-words --out artifacts/evidence-bow --fresh
 	$(BIN)/python scripts/probe_negatives.py --work artifacts/evidence-bow/work --out artifacts/evidence-bow/probe.md
+
+# SHINE with the lexical backend's negatives vs the random backend's (noun-shortcut mode, 3 seeds, 20 epochs;
+# reuses finished runs): artifacts/evidence-lexical/, with `shine quality` of seed 0's two negatives runs
+evidence-lexical: $(STAMP)
+	$(BIN)/python scripts/evidence.py --mode noun-shortcut --variants baseline shine-random shine-lexical --out artifacts/evidence-lexical
 
 clean:
 	rm -rf $(VENV) .pytest_cache .prefect

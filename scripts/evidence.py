@@ -15,6 +15,10 @@ For every seed S this runs the whole chain through the project's own commands:
    ``shine-oracle``  QD-DETR + SHINE, the generator's own hard negatives (hn1 swaps exactly the verb, hn2 the
                      verb and the noun, hn3 also the modifier: the cleanest hierarchy the data allows);
                      ``--no-oracle`` leaves it out
+   ``shine-lexical`` (only with ``--variants``) QD-DETR + SHINE trained exactly like shine-random, its negatives
+                     from ``build-negatives --backend lexical --set backend.seed=S`` in ``seedS/negatives-lexical``
+                     (own word-vector store); the first seed's two negatives runs are scored with ``shine quality``
+                     into ``OUT/quality-{random,lexical}.json``
 
 and writes ``OUT/results.{md,csv,json}`` (mean ± std over seeds of R1@0.5, R1@0.7 and mIoU per test split, with
 the chance rows) and ``OUT/results.png``, both rendered by ``scripts/evidence_report.py``. Progress goes to
@@ -24,6 +28,8 @@ stderr. ``--tiny`` (tiny model, small set) is the CI version of the chain. Runs 
     python scripts/evidence.py --mode noun-shortcut  # the README's table (make evidence): 3 seeds, 20 epochs
     python scripts/evidence.py                       # the bag-of-words table (make evidence-bow)
     python scripts/evidence.py --tiny --seeds 0 --epochs 1 --out /tmp/ev --no-oracle
+    python scripts/evidence.py --mode noun-shortcut --variants baseline shine-random shine-lexical \
+        --out artifacts/evidence-lexical                # lexical vs random negatives (make evidence-lexical)
 """
 
 from __future__ import annotations
@@ -43,7 +49,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evidence_report import collect, write_figure, write_tables  # noqa: E402
 
-VARIANTS = ("baseline", "shine-random", "shine-oracle", "shine-no-hn", "baseline-2x", "shine-hn-third")
+VARIANTS = ("baseline", "shine-random", "shine-oracle", "shine-no-hn", "baseline-2x", "shine-hn-third",
+            "shine-lexical")
+#: the backends a seed's negatives can come from, and their run directory under ``seedS/``
+NEGATIVES_RUNS = {"random": "negatives", "lexical": "negatives-lexical"}
 TINY_MODEL = ("model.hidden_dim=16", "model.dim_feedforward=32", "model.nheads=2", "model.enc_layers=1",
               "model.dec_layers=2", "model.num_queries=4")
 _T0 = time.perf_counter()
@@ -99,10 +108,13 @@ def _data_matches(data: Path, size: str, mode: str) -> bool:
     return meta.get("size") == size and meta.get("mode", {}).get("name", "bag-of-words") == mode
 
 
-def prepare_seed(seed: int, work: Path, size: str, fresh: bool, mode: str = "bag-of-words") -> dict:
-    """Steps 1-3 for one seed; returns paths and the negatives diagnostics."""
+def prepare_seed(seed: int, work: Path, size: str, fresh: bool, mode: str = "bag-of-words",
+                 backends: tuple[str, ...] = ("random",)) -> dict:
+    """Steps 1-3 for one seed, steps 2-3 once per backend of ``backends`` (each in its own run directory and
+    word-vector store); returns paths and the negatives diagnostics (``store``/``negatives`` are the random
+    backend's, ``stores``/``negatives_by_backend`` hold every backend's)."""
     sdir = (work / f"seed{seed}").resolve()
-    data, negrun = sdir / "data", sdir / "negatives"
+    data = sdir / "data"
     stale = (data / "synthetic.json").is_file() and not _data_matches(data, size, mode)
     if sdir.exists() and (fresh or stale):
         if stale:  # another size or mode: its data and runs do not belong to this table
@@ -114,17 +126,52 @@ def prepare_seed(seed: int, work: Path, size: str, fresh: bool, mode: str = "bag
              "--overwrite"], sdir / "logs/make-synthetic.log")
     meta = json.loads((data / "synthetic.json").read_text())
     dim = int(meta["dims"]["text_dim"])
-    log(f"seed {seed}: build-negatives (random backend)")
-    run([*shine_cmd(), "build-negatives", "--dataset", "custom", "--input", str(data / "train.jsonl"), "--out",
-         str(negrun), "--backend", "random", "--set", f"backend.seed={seed}"], sdir / "logs/build-negatives.log")
-    log(f"seed {seed}: encode-text --encoder word-vectors --encoder-seed {seed} --dim {dim}")
-    run([*shine_cmd(), "encode-text", "--run", str(negrun), "--encoder", "word-vectors", "--encoder-seed", str(seed),
-         "--dim", str(dim)], sdir / "logs/encode-text.log")
-    store = negrun / "text_features" / "word-vectors"
-    same = check_same_space(store, data / "text_store")
-    log(f"seed {seed}: pipeline pos features == synthetic store pos features for {same} queries")
-    return {"seed": seed, "data": data, "store": store, "dim": dim, "pos_rows_identical": same,
-            "negatives": negatives_diagnostics(negrun / "negatives.parquet", meta)}
+    stores: dict[str, Path] = {}
+    diagnostics: dict[str, dict] = {}
+    fallbacks: dict[str, dict] = {}
+    same = 0
+    for backend in ("random", *(b for b in backends if b != "random")):
+        negrun = sdir / NEGATIVES_RUNS[backend]
+        suffix = "" if backend == "random" else f"-{backend}"  # the random run keeps its log names (reused work)
+        log(f"seed {seed}: build-negatives ({backend} backend)")
+        run([*shine_cmd(), "build-negatives", "--dataset", "custom", "--input", str(data / "train.jsonl"), "--out",
+             str(negrun), "--backend", backend, "--set", f"backend.seed={seed}"],
+            sdir / f"logs/build-negatives{suffix}.log")
+        log(f"seed {seed}: encode-text {NEGATIVES_RUNS[backend]} --encoder word-vectors --encoder-seed {seed} "
+            f"--dim {dim}")
+        # a mask the lexical backend cannot fill (no word of D with its fine tag) is an invalid row with an empty
+        # negative; those rows take the random run's negative for the same qid and level (counted in store.json)
+        fallback = [] if backend == "random" else ["--invalid", "fallback", "--fallback-negatives",
+                                                   str(sdir / NEGATIVES_RUNS["random"] / "negatives.parquet")]
+        run([*shine_cmd(), "encode-text", "--run", str(negrun), "--encoder", "word-vectors", "--encoder-seed",
+             str(seed), "--dim", str(dim), *fallback], sdir / f"logs/encode-text{suffix}.log")
+        stores[backend] = negrun / "text_features" / "word-vectors"
+        store_meta = json.loads((stores[backend] / "store.json").read_text())
+        fallbacks[backend] = {k: store_meta.get(k) for k in ("num_invalid", "num_fallback")}
+        same = check_same_space(stores[backend], data / "text_store")
+        log(f"seed {seed}: {backend} run's pos features == synthetic store pos features for {same} queries")
+        diagnostics[backend] = negatives_diagnostics(negrun / "negatives.parquet", meta)
+    return {"seed": seed, "data": data, "store": stores["random"], "stores": stores, "dim": dim,
+            "pos_rows_identical": same, "negatives": diagnostics["random"], "negatives_by_backend": diagnostics,
+            "invalid_negatives": fallbacks}
+
+
+def score_quality(prep: dict, out: Path, fresh: bool = False) -> dict[str, Path]:
+    """``shine quality RUN --json OUT/quality-{backend}.json`` for each negatives run of ``prep``; a report already
+    in ``out`` is kept unless ``fresh`` (one seed's report is the comparison; a run per seed reuses it)."""
+    written = {}
+    sdir = Path(prep["store"]).parents[2]
+    for backend in prep["stores"]:
+        dest = (out / f"quality-{backend}.json").resolve()
+        if dest.is_file() and not fresh:
+            log(f"{dest} already written, reused")
+            written[backend] = dest
+            continue
+        log(f"seed {prep['seed']}: shine quality {NEGATIVES_RUNS[backend]} -> {dest}")
+        run([*shine_cmd(), "quality", str(sdir / NEGATIVES_RUNS[backend]), "--json", str(dest)],
+            sdir / f"logs/quality-{backend}.log")
+        written[backend] = dest
+    return written
 
 
 def _read_store(path: Path) -> tuple[np.ndarray, dict[tuple[str, str], tuple[int, int]]]:
@@ -197,6 +244,8 @@ def train_cmd(prep: dict, variant: str, out: Path, epochs: int, tiny: bool) -> l
         sets += ["optim.batch_size=32", *TINY_MODEL]
     if variant == "shine-random":
         sets += ["shine.enabled=true", f"shine.hn_text_features={prep['store']}"]
+    elif variant == "shine-lexical":  # shine-random's settings, the lexical backend's negatives
+        sets += ["shine.enabled=true", f"shine.hn_text_features={prep['stores']['lexical']}"]
     elif variant == "shine-oracle":
         sets += ["shine.enabled=true", "shine.oracle_negatives=true"]  # the synthetic store's own hn1..hn3
     elif variant == "shine-no-hn":  # L_cr (easy negative = batch-rolled query) and L_intra only
@@ -252,6 +301,21 @@ def train_all(jobs: list[tuple[dict, str, Path]], epochs: int, tiny: bool, paral
             log(f"{name}: done in {time.perf_counter() - t0:.0f} s")
 
 
+def _seed_of(source: str | None) -> int | None:
+    """The seed S of a negatives run path ``.../seedS/negatives...`` (the run a quality report scored)."""
+    import re
+
+    m = re.search(r"seed(\d+)[/\\]negatives", source or "")
+    return int(m.group(1)) if m else None
+
+
+def _quality_levels(path: Path) -> dict:
+    """The per-level summary of a ``shine quality --json`` report, plus the file it came from."""
+    report = json.loads(path.read_text())
+    return {"file": str(path), "source": report.get("source"), "levels": report["levels"],
+            "monotone_hierarchy": report.get("monotone_hierarchy"), "diversity": report.get("diversity")}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="artifacts/evidence", help="results.{md,csv,json,png} go here")
@@ -268,8 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true", help="redo everything instead of reusing finished runs")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=None,
                    help="runs per seed (default: baseline shine-random shine-oracle; the controls are "
-                   "shine-no-hn and baseline-2x, shine-hn-third the cheaper step); the first one is the reference "
-                   "of the difference table")
+                   "shine-no-hn and baseline-2x, shine-hn-third the cheaper step, shine-lexical SHINE with the "
+                   "lexical backend's negatives); the first one is the reference of the difference table")
     p.add_argument("--in-process", action="store_true",
                    help="run the shine commands inside this process, trainings one at a time (CI)")
     args = p.parse_args(argv)
@@ -283,11 +347,16 @@ def main(argv: list[str] | None = None) -> int:
     command = "python scripts/evidence.py " + " ".join(argv if argv is not None else sys.argv[1:])
     t0 = time.perf_counter()
     variants = args.variants or (["baseline", "shine-random"] + (["shine-oracle"] if args.oracle else []))
-    preps = [prepare_seed(s, work, args.size, args.fresh, args.mode) for s in args.seeds]
+    backends = ("random", "lexical") if "shine-lexical" in variants else ("random",)
+    preps = [prepare_seed(s, work, args.size, args.fresh, args.mode, backends) for s in args.seeds]
+    quality = score_quality(preps[0], out, args.fresh) if "lexical" in backends else {}
     jobs = [(prep, v, work / f"seed{prep['seed']}" / v) for prep in preps for v in variants]
     train_all(jobs, args.epochs, args.tiny, args.jobs, args.fresh)
     res = collect(preps, variants, work)
     res["mode"] = args.mode
+    if quality:
+        res["quality"] = {b: _quality_levels(p) for b, p in quality.items()}
+        res["quality"]["seed"] = _seed_of(res["quality"]["random"]["source"])
     seconds = time.perf_counter() - t0
     write_tables(res, out, command.strip(), seconds)
     write_figure(res, out / "results.png")

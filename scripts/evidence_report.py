@@ -19,7 +19,8 @@ LABELS = {"baseline": "QD-DETR", "shine-random": "QD-DETR + SHINE (pipeline, ran
           "shine-oracle": "QD-DETR + SHINE (generator's oracle negatives)",
           "shine-no-hn": "control: SHINE without L_fr (no hard negative used)",
           "baseline-2x": "control: QD-DETR, 2x epochs (about SHINE's compute)",
-          "shine-hn-third": "QD-DETR + SHINE, hard negatives of 1/3 of each batch (shine.hn_fraction=0.34)"}
+          "shine-hn-third": "QD-DETR + SHINE, hard negatives of 1/3 of each batch (shine.hn_fraction=0.34)",
+          "shine-lexical": "QD-DETR + SHINE (pipeline, lexical backend)"}
 
 
 def collect(preps: list[dict], variants: list[str], work: Path) -> dict:
@@ -58,6 +59,10 @@ def collect(preps: list[dict], variants: list[str], work: Path) -> dict:
             "chance": {c: {s: {m: agg(chance[c][s][m]) for m in METRICS} for s in SPLITS} for c in chance},
             "runs": runs,
             "negatives": {str(p["seed"]): p["negatives"] for p in preps},
+            "negatives_by_backend": {b: {str(p["seed"]): p["negatives_by_backend"][b] for p in preps}
+                                     for b in preps[0].get("negatives_by_backend", {"random": None})
+                                     if all(b in p.get("negatives_by_backend", {}) for p in preps)},
+            "invalid_negatives": {str(p["seed"]): p.get("invalid_negatives", {}) for p in preps},
             "pos_rows_identical": {str(p["seed"]): p["pos_rows_identical"] for p in preps}}
 
 
@@ -95,13 +100,24 @@ def write_tables(res: dict, out: Path, command: str, seconds: float) -> None:
                 d = np.asarray(res["results"][v][s][m]["values"]) - np.asarray(res["results"][variants[0]][s][m]["values"])
                 cells.append(f"{d.mean():+.1f} ± {d.std(ddof=1) if len(d) > 1 else 0.0:.1f}")
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
-    lines += ["", "Pipeline negatives (random backend) vs their query, % of rows per level:", "",
-              "| seed | level | valid | verb changed | noun changed | a video-encoded word changed | only other words changed |",
-              "|---|---|---|---|---|---|---|"]
-    for seed, d in res["negatives"].items():
-        for lv, c in d.items():
-            lines.append(f"| {seed} | {lv} | {c['valid']} | {c['verb_changed']} | {c['noun_changed']} | "
-                         f"{c['event_word_changed']} | {c['only_other_words_changed']} |")
+    by_backend = res.get("negatives_by_backend") or {"random": res["negatives"]}
+    lines += ["", f"Pipeline negatives ({', '.join(by_backend)} backend) vs their query, % of rows per level:", "",
+              "| backend | seed | level | valid | verb changed | noun changed | a video-encoded word changed "
+              "| only other words changed | identical |", "|---|---|---|---|---|---|---|---|---|"]
+    for backend, per_seed in by_backend.items():
+        for seed, d in per_seed.items():
+            for lv, c in d.items():
+                lines.append(f"| {backend} | {seed} | {lv} | {c['valid']} | {c['verb_changed']} | "
+                             f"{c['noun_changed']} | {c['event_word_changed']} | {c['only_other_words_changed']} | "
+                             f"{c['identical']} |")
+    fallbacks = {seed: d["lexical"] for seed, d in res.get("invalid_negatives", {}).items() if "lexical" in d}
+    if fallbacks:
+        lines += ["", "Invalid lexical negatives (masks with no word of D of the same fine tag), replaced by the "
+                  "random run's negative for the same qid and level in the lexical word-vector store: "
+                  + "; ".join(f"seed {seed}: {c['num_fallback']} rows replaced, {c['num_invalid']} left invalid"
+                              for seed, c in fallbacks.items())]
+    if res.get("quality"):
+        lines += quality_lines(res["quality"])
     lines += ["", "Runs:", "", "| seed | variant | epochs | best epoch | train s | last-epoch L_cr | last-epoch L_fr |",
               "|---|---|---|---|---|---|---|"]
     for r in res["runs"]:
@@ -123,6 +139,22 @@ def write_tables(res: dict, out: Path, command: str, seconds: float) -> None:
                                       + "\n", encoding="utf-8")
 
 
+def quality_lines(quality: dict) -> list[str]:
+    """Markdown lines: the ``shine quality`` summaries of one seed's negatives runs side by side, per level."""
+    backends = [b for b in quality if b != "seed"]
+    levels = sorted(quality[backends[0]]["levels"], key=int)
+    keys = [k for k, v in quality[backends[0]]["levels"][levels[0]].items() if isinstance(v, (int, float))]
+    head = " | ".join(f"{b} L{lv}" for lv in levels for b in backends)
+    lines = ["", f"`shine quality` of seed {quality['seed']}'s negatives runs (docs/quality.md):", "",
+             f"| measure | {head} |", "|---|" + "---|" * (len(levels) * len(backends))]
+    for k in keys:
+        cells = [quality[b]["levels"][lv].get(k) for lv in levels for b in backends]
+        lines.append(f"| {k} | " + " | ".join("n/a" if c is None else f"{c}" for c in cells) + " |")
+    lines += ["", "monotone_hierarchy (similarity L1 > L2 > L3): "
+              + ", ".join(f"{b} {quality[b].get('monotone_hierarchy')}" for b in backends)]
+    return lines
+
+
 def write_figure(res: dict, path: Path) -> None:
     """Bar chart of every metric per test split and variant (mean ± std), chance as dashed lines, at ``path``."""
     import matplotlib
@@ -135,7 +167,7 @@ def write_figure(res: dict, path: Path) -> None:
     width = 0.8 / len(variants)
     x = np.arange(len(SPLITS))
     colors = {"baseline": "#7f7f7f", "shine-random": "#1f77b4", "shine-oracle": "#ff7f0e", "shine-no-hn": "#2ca02c",
-              "baseline-2x": "#bbbbbb"}
+              "baseline-2x": "#bbbbbb", "shine-lexical": "#9467bd"}
     for ax, m in zip(axes, METRICS):
         for i, v in enumerate(variants):
             means = [res["results"][v][s][m]["mean"] for s in SPLITS]

@@ -1,5 +1,6 @@
 """The evidence chain of issue 6 on a tiny size: make-synthetic -> build-negatives (random backend) -> encode-text
-word-vectors -> train baseline and SHINE -> results table, CSV, JSON and figure (scripts/evidence.py)."""
+word-vectors -> train baseline and SHINE -> results table, CSV, JSON and figure (scripts/evidence.py); the
+shine-lexical variant's own lexical negatives run, word-vector store, training and quality reports."""
 
 from __future__ import annotations
 
@@ -47,3 +48,34 @@ def test_evidence_chain_tiny(tmp_path: Path, prefect_harness, capsys) -> None:
     assert res["negatives"]["0"]["hn1"]["event_word_changed"] > 90
     md = (out / "results.md").read_text()
     assert "chance: random window" in md and "QD-DETR + SHINE" in md and "mode noun-shortcut" in md
+
+
+def test_evidence_chain_lexical_tiny(tmp_path: Path, prefect_harness) -> None:
+    """The shine-lexical variant: its negatives come from a lexical build-negatives run of their own (the manifest
+    says so), its own word-vector store, its row in results.json, and both runs scored by ``shine quality``."""
+    evidence = _evidence_module()
+    out = tmp_path / "evidence"
+    argv = ["--tiny", "--size", "small", "--mode", "noun-shortcut", "--seeds", "0", "--epochs", "1", "--variants",
+            "baseline", "shine-lexical", "--in-process", "--out", str(out)]
+    assert evidence.main(argv) == 0
+    work = out / "work" / "seed0"
+    manifest = json.loads((work / "negatives-lexical" / "manifest.json").read_text())
+    assert manifest["config"]["backend"]["name"] == "lexical" and manifest["config"]["backend"]["seed"] == 0
+    assert manifest["backend_stats"]["backend"] == "lexical"
+    # the random run (the fallback of unfillable masks) stays a random run, in its own directory
+    assert json.loads((work / "negatives" / "manifest.json").read_text())["config"]["backend"]["name"] == "random"
+    train_cfg = (work / "shine-lexical" / "config.yaml").read_text()
+    assert str(work.resolve() / "negatives-lexical" / "text_features" / "word-vectors") in train_cfg
+    res = json.loads((out / "results.json").read_text())
+    assert res["variants"] == ["baseline", "shine-lexical"]
+    assert {r["variant"] for r in res["runs"]} == {"baseline", "shine-lexical"}
+    assert res["runs"][1]["last_epoch_losses"]["loss_fine_rank"] > 0
+    lex = res["negatives_by_backend"]["lexical"]["0"]
+    assert lex["hn1"]["n"] > 0 and lex["hn1"]["verb_changed"] > 90  # level 1 swaps the verb, as masking asks
+    assert set(res["quality"]) == {"seed", "random", "lexical"}
+    for backend in ("random", "lexical"):
+        report = json.loads((out / f"quality-{backend}.json").read_text())
+        assert set(report["levels"]) == {"1", "2", "3"}
+        assert 0.0 <= report["levels"]["1"]["tag_agreement"] <= 1.0
+    md = (out / "results.md").read_text()
+    assert "QD-DETR + SHINE (pipeline, lexical backend)" in md and "| lexical | 0 | hn1 |" in md
