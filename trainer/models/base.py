@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainer.models.layers import MLP, input_projection
+
 __all__ = ["GroundingModel"]
 
 
@@ -43,6 +45,27 @@ class GroundingModel(nn.Module):
 
     input_txt_proj: nn.Module
     input_vid_proj: nn.Module
+
+    def _init_detr(self, transformer: nn.Module, position_embed: nn.Module, txt_position_embed: nn.Module,
+                   txt_dim: int, vid_dim: int, num_queries: int, input_dropout: float, use_txt_pos: bool,
+                   n_input_proj: int, query_dim: int) -> int:
+        """Register the parts both DETRs share, under the official parameter names; returns the hidden size.
+
+        The order of registration is the official one, so a seeded build draws the same initial weights;
+        ``query_dim`` is the width of ``query_embed`` (Moment-DETR: hidden size; QD-DETR: 2, anchor spans).
+        """
+        hidden: int = transformer.d_model  # type: ignore[assignment]
+        self.num_queries = num_queries
+        self.transformer = transformer
+        self.position_embed = position_embed
+        self.txt_position_embed = txt_position_embed
+        self.span_embed = MLP(hidden, hidden, 2, 3)
+        self.class_embed = nn.Linear(hidden, 2)
+        self.use_txt_pos = use_txt_pos
+        self.query_embed = nn.Embedding(num_queries, query_dim)
+        self.input_txt_proj = input_projection(txt_dim, hidden, n_input_proj, input_dropout)
+        self.input_vid_proj = input_projection(vid_dim, hidden, n_input_proj, input_dropout)
+        return hidden
 
     @staticmethod
     def _check_inputs(src_txt: Tensor, src_txt_mask: Tensor, src_vid: Tensor, src_vid_mask: Tensor) -> None:

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainer.models.base import GroundingModel
-from trainer.models.layers import MLP, input_projection
 from trainer.models.position_encoding import PositionEmbeddingSine, TrainablePositionalEncoding
 from trainer.models.transformer import Transformer
 
@@ -28,17 +27,8 @@ class MomentDETR(GroundingModel):
                  input_dropout: float, use_txt_pos: bool = False, n_input_proj: int = 2,
                  contrastive_align_loss: bool = False, contrastive_hdim: int = 64) -> None:
         super().__init__()
-        hidden = transformer.d_model
-        self.num_queries = num_queries
-        self.transformer = transformer
-        self.position_embed = position_embed
-        self.txt_position_embed = txt_position_embed
-        self.span_embed = MLP(hidden, hidden, 2, 3)
-        self.class_embed = nn.Linear(hidden, 2)
-        self.use_txt_pos = use_txt_pos
-        self.query_embed = nn.Embedding(num_queries, hidden)
-        self.input_txt_proj = input_projection(txt_dim, hidden, n_input_proj, input_dropout)
-        self.input_vid_proj = input_projection(vid_dim, hidden, n_input_proj, input_dropout)
+        hidden = self._init_detr(transformer, position_embed, txt_position_embed, txt_dim, vid_dim, num_queries,
+                                 input_dropout, use_txt_pos, n_input_proj, query_dim=transformer.d_model)
         self.contrastive_align_loss = contrastive_align_loss
         if contrastive_align_loss:
             self.contrastive_align_projection_query = nn.Linear(hidden, contrastive_hdim)

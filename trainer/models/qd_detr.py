@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from trainer.models.base import GroundingModel
-from trainer.models.layers import MLP, input_projection, inverse_sigmoid
+from trainer.models.layers import inverse_sigmoid
 from trainer.models.position_encoding import PositionEmbeddingSine, TrainablePositionalEncoding
 from trainer.models.qd_transformer import QDTransformer
 
@@ -31,18 +31,9 @@ class QDDETR(GroundingModel):
                  input_dropout: float, use_txt_pos: bool = False, n_input_proj: int = 2,
                  negative_pair: bool = True) -> None:
         super().__init__()
-        hidden = transformer.d_model
+        hidden = self._init_detr(transformer, position_embed, txt_position_embed, txt_dim, vid_dim, num_queries,
+                                 input_dropout, use_txt_pos, n_input_proj, query_dim=2)
         self.hidden_dim = hidden
-        self.num_queries = num_queries
-        self.transformer = transformer
-        self.position_embed = position_embed
-        self.txt_position_embed = txt_position_embed
-        self.span_embed = MLP(hidden, hidden, 2, 3)
-        self.class_embed = nn.Linear(hidden, 2)
-        self.use_txt_pos = use_txt_pos
-        self.query_embed = nn.Embedding(num_queries, 2)
-        self.input_txt_proj = input_projection(txt_dim, hidden, n_input_proj, input_dropout)
-        self.input_vid_proj = input_projection(vid_dim, hidden, n_input_proj, input_dropout)
         self.saliency_proj1 = nn.Linear(hidden, hidden)
         self.saliency_proj2 = nn.Linear(hidden, hidden)
         self.global_rep_token = nn.Parameter(torch.randn(hidden))
