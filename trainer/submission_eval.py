@@ -31,7 +31,6 @@ edge to 1e-15.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from shine.jsonl import json_objects
 from trainer.errors import DataError
 from trainer.highlight_eval import highlight_metrics
 
@@ -67,15 +67,7 @@ def load_jsonl(path: str | Path) -> tuple[list[dict[str, Any]], list[int]]:
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}; check the path") from exc
     records, lines = [], []
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {i}: not valid JSON ({exc.msg}); fix or remove the line") from exc
-        if not isinstance(rec, dict):
-            raise DataError(f"{path} line {i}: expected a JSON object per line, got {type(rec).__name__}")
+    for i, rec in json_objects(path, text.splitlines(), DataError, place="{path} line {line}"):
         records.append(rec)
         lines.append(i)
     if not records:

@@ -11,7 +11,6 @@ Released format (JSONL, one query per line, as the authors published their GPT-3
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pandas as pd
 
 from pipeline import tables
 from pipeline.errors import DataError
+from shine.jsonl import json_objects
 
 __all__ = ["QualityInput", "load_source", "load_run", "load_released", "read_released", "sample_queries"]
 
@@ -88,15 +88,7 @@ def read_released(path: Path) -> list[dict]:
     """The lines of a released-format file, each checked; DataError names the line and the fix."""
     out: list[dict] = []
     with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{n}: not a JSON object ({exc.msg}); fix or delete that line") from exc
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{n}: expected a JSON object per line, got {type(obj).__name__}")
+        for n, obj in json_objects(path, fh, DataError):
             for key in ("qid", "query", "vid", "masked_queries", "recomposed_queries"):
                 if key not in obj:
                     raise DataError(f"{path}:{n}: qid {obj.get('qid')!r} has no {key!r}; every line needs qid, query, "
