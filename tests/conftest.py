@@ -50,3 +50,19 @@ def _shared_prefect_server(tmp_path_factory: pytest.TempPathFactory):
         yield SESSION
     finally:
         SESSION.stop()
+
+
+@pytest.fixture(scope="module")
+def cli_on_shared_prefect_server():
+    """CLI runs of the module (tests/faults/harness.py:cli_env) reach the session's shared Prefect server.
+
+    Module-scoped so it is on before a module's own module fixtures run the CLI; tests/faults uses it for every
+    module (tests/faults/conftest.py), other modules ask for it by name.
+    """
+    from tests.faults import harness
+
+    harness.SHARED_SERVER = True
+    try:
+        yield
+    finally:
+        harness.SHARED_SERVER = False

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.prefect_server import port_open, start_server, stop_process_group
 from trainer.synthetic import make_synthetic
 
 pytestmark = pytest.mark.slow
@@ -37,38 +36,6 @@ TINY_TRAIN = {
     "progress": False,
     "plot_queries": 1,
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the process group, SIGKILL what is left after 20 s."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGINT, 15), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    try:  # children of the group that outlived the leader
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @dataclass
@@ -125,12 +92,9 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("deploy")
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
         "PREFECT_HOME": str(base / "prefect-home"),
-        "PREFECT_API_URL": api,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "INFO",
@@ -141,23 +105,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     (base / "work").mkdir()
     logs = base / "logs"
     logs.mkdir()
-    procs: list[subprocess.Popen] = []
+    server = start_server(logs, env=env)  # log: logs/prefect-server.log; env gains PREFECT_API_URL
+    api, port, env = server.api, server.port, server.env
+    procs: list[subprocess.Popen] = [server.proc]
     st = Stack(api=api, port=port, env=env, logs=logs, work=base / "work")
     try:
-        procs.append(subprocess.Popen(
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
-            env=env, cwd=st.work, stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT,
-            start_new_session=True))
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert procs[0].poll() is None, f"prefect server exited\n{st.tail()}"
-            assert time.monotonic() < deadline, f"prefect server not healthy after 90s\n{st.tail()}"
-            time.sleep(0.5)
         procs.append(subprocess.Popen(
             [SHINE, "serve", "--file", str(ROOT / "prefect.yaml")],
             env=env, cwd=st.work, stdout=open(logs / "serve.log", "w"), stderr=subprocess.STDOUT,
@@ -173,8 +125,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield st
     finally:
         for proc in reversed(procs):
-            _stop(proc)
-    assert not _port_open(port), f"the prefect server still listens on {port}"
+            stop_process_group(proc)
+    assert not port_open(port), f"the prefect server still listens on {port}"
 
 
 @pytest.fixture(scope="module")

@@ -40,9 +40,23 @@ _NOISE = re.compile(r"(\d+it \[|\|\s*\d+/\d+|^\s*\d+%\||INFO\s+\||Starting tempo
                     r"|will be removed|Warning|warn\(|^\s*warnings\.warn)")
 
 
-def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
-    """The environment of a CLI run: offline, its own Prefect home, quiet Prefect logs."""
+#: set by the fixture cli_on_shared_prefect_server (tests/conftest.py; on for every fault module): CLI runs then reach
+#: the session's shared Prefect server (tests/prefect_server.py) instead of each starting a temporary server
+SHARED_SERVER = False
+
+
+def cli_env(tmp: Path, *, ephemeral: bool = False, **extra: str) -> dict[str, str]:
+    """The environment of a CLI run: offline, its own Prefect home, quiet Prefect logs.
+
+    Where :data:`SHARED_SERVER` is on and ``ephemeral`` is false, PREFECT_API_URL points at the session's shared
+    server; otherwise the run starts its own temporary server, as a user's default run does (``ephemeral=True``
+    keeps the cases that test that path on it).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_URL", "SHINE_"))}
+    if SHARED_SERVER and not ephemeral:
+        from tests.prefect_server import session_api_url
+
+        env["PREFECT_API_URL"] = session_api_url()
     env.update(
         PREFECT_HOME=str(tmp / ".prefect-home"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",

@@ -207,7 +207,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, fault_home: Path, goo
     """A run directory of a finished build-negatives run (what the pre-flight cases must leave untouched)."""
     run = tmp_path_factory.mktemp("finished") / "run"
     res = run_cli(["build-negatives", "--dataset", "custom", "--input", str(good_input), "--out", str(run)],
-                  fault_home.parent, env=cli_env(fault_home))
+                  fault_home.parent, env=cli_env(fault_home, ephemeral=True))  # the default path: its own server
     assert res.rc == EXIT_OK, res.stderr[-3000:]
     return run
 

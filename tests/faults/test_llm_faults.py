@@ -66,7 +66,7 @@ def template(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tup
     inp.write_text("\n".join(lines) + "\n")
     out = tmp / "template"
     res = run_cli(_args(inp, out, _closed_url() + "/v1", "--set", "backend.options.retry.max_retries=1"), tmp,
-                  env=cli_env(tmp, **SECRETS))
+                  env=cli_env(tmp, ephemeral=True, **SECRETS))  # the default path: its own temporary server
     return inp, out, res
 
 

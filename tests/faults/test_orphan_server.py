@@ -46,7 +46,7 @@ def _alive(pid: int) -> bool:
 def test_kill_9_of_the_cli_takes_its_ephemeral_server_down(tmp_path: Path, shared_data: Path) -> None:
     train = shared_data / "charades_cg" / "charades_cg_train.jsonl"  # long enough to still be running when killed
     proc = subprocess.Popen([sys.executable, "-m", "shine", "build-negatives", "--input", str(train),
-                             "--out", str(tmp_path / "run")], cwd=tmp_path, env=cli_env(tmp_path),
+                             "--out", str(tmp_path / "run")], cwd=tmp_path, env=cli_env(tmp_path, ephemeral=True),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         server = None

@@ -36,7 +36,8 @@ def test_a_manifest_from_before_the_history_becomes_its_first_entry(tmp_path: Pa
     assert [r["run_id"] for r in runs] == ["old", "new"] and runs[0]["stages"]["load"]["seconds"] == 3.0
 
 
-def test_cli_rerun_keeps_history_with_absolute_paths(shared_data: Path, tmp_path: Path) -> None:
+def test_cli_rerun_keeps_history_with_absolute_paths(shared_data: Path, tmp_path: Path,
+                                                     cli_on_shared_prefect_server) -> None:
     from tests.faults.harness import run_cli
 
     with open(shared_data / "charades_cg/charades_cg_train.jsonl") as fh:
