@@ -25,7 +25,7 @@ import yaml
 from shine.errors import ShineError
 
 __all__ = ["ConfigValueError", "merge", "deep_merge", "parse_overrides", "load_yaml", "to_dict", "layered", "YamlLoader",
-           "field_comments", "add_config_options", "option_overrides", "add_field_options", "given_fields"]
+           "field_comments", "option_metavar", "add_config_options", "option_overrides", "add_field_options", "given_fields"]
 
 T = TypeVar("T")
 
@@ -273,12 +273,13 @@ def field_comments(cls: type) -> dict[str, str]:
     return out
 
 
-def _metavar(tp: Any) -> str:
+def option_metavar(tp: Any) -> str:
+    """The METAVAR of a config option of type ``tp`` (``INT``, ``{a,b}``, ``LIST``, ``FLOAT|null``, ...)."""
     origin = typing.get_origin(tp)
     if origin is typing.Literal:
         return "{" + ",".join(str(a) for a in typing.get_args(tp)) + "}"
     if origin in (typing.Union, types.UnionType):
-        return "|".join(_metavar(a) for a in typing.get_args(tp) if a is not type(None)) + "|null"
+        return "|".join(option_metavar(a) for a in typing.get_args(tp) if a is not type(None)) + "|null"
     if origin is tuple:
         return "LIST"
     if origin in (dict, Mapping) or tp is dict:
@@ -305,7 +306,7 @@ def add_config_options(parser: argparse.ArgumentParser, config: Any, sections: S
             if key in skipped or not f.init:
                 continue
             help_text = f"{comments.get(f.name, '')} [{to_dict(getattr(value, f.name))!r}]".strip()
-            group.add_argument(f"--{key}", dest=f"cfg:{key}", metavar=_metavar(sub_hints[f.name]),
+            group.add_argument(f"--{key}", dest=f"cfg:{key}", metavar=option_metavar(sub_hints[f.name]),
                                help=help_text.replace("%", "%%"))
 
 

@@ -8,72 +8,31 @@ does the same. Values are parsed as YAML. torch is imported only when a verb run
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
-import re
 import sys
 import typing
-from functools import cache
 from pathlib import Path
-from typing import Any
+
+from shine.configs import add_config_options, field_comments, option_metavar, option_overrides, to_dict
 
 __all__ = ["register", "config_options"]
 
 _SECTIONS = ("data", "model", "matcher", "loss", "optim", "shine")
 _TOP_LEVEL = ("progress", "plot_queries")
-_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*?=[^#]*#\s*(.+?)\s*$")
-
-
-@cache
-def _field_comments(cls: type) -> dict[str, str]:
-    """Trailing ``# comment`` of each field in the class source: the help text of its option."""
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    return {m.group(1): m.group(2) for line in source.splitlines() if (m := _COMMENT.match(line))}
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is typing.Literal:
-        return "{" + ",".join(str(a) for a in typing.get_args(tp)) + "}"
-    if origin is tuple:
-        return "LIST"
-    if origin is dict or tp is dict:
-        return "MAP"
-    return {bool: "{true,false}", int: "INT", float: "FLOAT", str: "STR"}.get(tp, "VALUE")
 
 
 def config_options(parser: argparse.ArgumentParser) -> None:
-    """Add one ``--section.field`` option per field of :class:`TrainConfig` (and its top-level knobs)."""
+    """Add one ``--section.field`` option per field of :class:`TrainConfig` (and its top-level knobs), generated
+    the way the pipeline's options are (``shine.configs``), with each field's comment and default as help."""
     from trainer.config import TrainConfig
 
-    hints = typing.get_type_hints(TrainConfig)
     defaults = TrainConfig()
-    for section in _SECTIONS:
-        cls = hints[section]
-        group = parser.add_argument_group(f"{section} ({cls.__name__}; defaults before presets)")
-        comments = _field_comments(cls)
-        sub_hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            default = getattr(getattr(defaults, section), f.name)
-            help_text = comments.get(f.name, "")
-            group.add_argument(f"--{section}.{f.name}", dest=f"cfg:{section}.{f.name}",
-                               metavar=_type_name(sub_hints[f.name]),
-                               help=f"{help_text} [{default!r}]".strip().replace("%", "%%"))
+    add_config_options(parser, defaults, _SECTIONS)
+    hints, comments = typing.get_type_hints(TrainConfig), field_comments(TrainConfig)
     top = parser.add_argument_group("run")
-    top_comments = _field_comments(TrainConfig)
     for name in _TOP_LEVEL:
-        top.add_argument(f"--{name}", dest=f"cfg:{name}", metavar=_type_name(hints[name]),
-                         help=f"{top_comments.get(name, '')} [{getattr(defaults, name)!r}]".replace("%", "%%"))
-
-
-def _overrides(args: argparse.Namespace) -> list[str]:
-    """``--section.field`` options and ``--set`` items as ``key=value`` strings (``--set`` wins)."""
-    options = vars(args).items()
-    items = [f"{dest[4:]}={value}" for dest, value in options if dest.startswith("cfg:") and value is not None]
-    return items + list(args.set or [])
+        help_text = f"{comments.get(name, '')} [{to_dict(getattr(defaults, name))!r}]".strip()
+        top.add_argument(f"--{name}", dest=f"cfg:{name}", metavar=option_metavar(hints[name]),
+                         help=help_text.replace("%", "%%"))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -84,7 +43,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from shine.paths import check_out_dir
 
-    overrides = _overrides(args)
+    overrides = option_overrides(args, args.set or [])
     if args.out:
         check_out_dir(args.out)  # a file or a read-only place: one line before any work
         overrides.append(f"out_dir={args.out}")

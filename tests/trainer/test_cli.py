@@ -38,11 +38,11 @@ def test_train_help_lists_every_config_field(capsys: pytest.CaptureFixture[str])
 
 
 def test_field_options_and_set_become_overrides() -> None:
-    from trainer.cli import _overrides
+    from shine.configs import option_overrides
 
     args = _parser().parse_args(["train", "--optim.lr", "3e-4", "--data.clip_len", "0.5", "--set", "optim.lr=4e-4"])
     # field options in section order, then --set, which therefore wins
-    assert _overrides(args) == ["data.clip_len=0.5", "optim.lr=3e-4", "optim.lr=4e-4"]
+    assert option_overrides(args, args.set) == ["data.clip_len=0.5", "optim.lr=3e-4", "optim.lr=4e-4"]
 
 
 def test_make_synthetic_train_evaluate_predict(synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
