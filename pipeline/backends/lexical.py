@@ -12,6 +12,10 @@ verb), so inflection and grammar survive. Three ideas make the negatives hard an
 * **never a positive**: a negative equal to any query of the same video, to the original or to a lower level's
   negative is redrawn.
 
+Two build-time checks (``lexical_probe``) keep the quality report's measures: words that lose their tag when
+spaCy parses them in real training sentences leave their tag group, and level-1 verb swaps MiniLM scores as the
+same caption are dropped. A masked subject gets a word the corpus uses as a subject.
+
 Every draw is a hash of (seed, qid, level, position, attempt): a query's negatives do not depend on chunking,
 order or the rest of the run.
 """
@@ -30,7 +34,8 @@ import torch
 
 from pipeline import tables
 from pipeline.backends.base import FillRequest, FillResponse, LevelFill, detokenize, fill_tokens
-from pipeline.backends.lexical_probe import NOUN_TAGS, subject_slot
+from pipeline.backends.lexical_probe import (NOUN_TAGS, drop_near_duplicates, probe_contexts, subject_slot,
+                                             tag_stable_words)
 from pipeline.dictionary import build_tagged_dictionary
 from pipeline.errors import ConfigError, DataError
 from pipeline.masking import PRIMITIVE_OF_POS
@@ -72,8 +77,8 @@ def _u(*parts: object) -> int:
 
 def heuristic_heads(pos: Sequence[str], dep: Sequence[str]) -> list[int]:
     """Heads of objects and particles (nearest VERB on the left), prepositional objects (nearest ADP on the left)
-    and adjectival modifiers (nearest NOUN on the right); -1 elsewhere. pos.parquet keeps dependency labels but not heads, and
-    in short captions these nearest-word rules find the head almost always.
+    and adjectival modifiers (nearest NOUN on the right); -1 elsewhere. pos.parquet keeps dependency labels but
+    not heads, and in short captions these nearest-word rules find the head almost always.
 
     >>> heuristic_heads(["NOUN", "VERB", "DET", "ADJ", "NOUN", "ADP", "NOUN"],
     ...                 ["nsubj", "ROOT", "det", "amod", "dobj", "prep", "pobj"])
@@ -172,8 +177,6 @@ class LexicalBackend:
         self._precompute({(t.lower(), PRIMITIVE_OF_POS[p], tg) for toks, ps, tgs in zip(pos["tokens"], pos["pos"], pos["tag"])
                           for t, p, tg in zip(toks, ps, tgs) if p in PRIMITIVE_OF_POS})
         if duplicate_cosine is not None:  # level 1 must not be a caption MiniLM calls the same
-            from pipeline.backends.lexical_probe import drop_near_duplicates
-
             self._ranked = drop_near_duplicates(self._ranked, pos["tokens"], pos["tag"], encoder, duplicate_cosine,
                                                 BANDS[1][1], _DUPLICATE_BUDGET)
 
@@ -216,8 +219,6 @@ class LexicalBackend:
     def _probe(self, nlp: Any, pos: pd.DataFrame) -> None:
         """Drop the words that lose their tag in real sentences (``lexical_probe``); a group keeps its words when
         fewer than 2 would pass, so every tag keeps a word other than the original."""
-        from pipeline.backends.lexical_probe import probe_contexts, tag_stable_words
-
         wanted = {(tag, subject) for _, tag in self.groups for subject in (False, True)}
         contexts = probe_contexts(pos["tokens"], pos["tag"], pos["dep"], wanted)
         stable, self.subject_ok = tag_stable_words(nlp, self.groups, contexts, NOUN_TAGS)
