@@ -10,7 +10,8 @@ Invalid negatives (``valid = false`` in negatives.parquet), rule ``invalid``:
 
 ``keep`` (default)  the filled sentence is encoded anyway and ``validity.parquet`` says ``valid = false``, so the
                     trainer can drop that query's ranking terms for it (the store stays rectangular: every qid
-                    has all four variants).
+                    has all four variants). An invalid row without text (the backend could not fill it) holds
+                    the query's own text.
 ``fallback``        the negative at the same (qid, level) of another negatives table (``fallback_negatives``,
                     normally a ``--backend random`` run over the same queries) is encoded instead, with
                     ``valid = true, fallback = true``; when that one is invalid or missing too, ``keep`` applies.
@@ -78,6 +79,13 @@ def collect_texts(run: Path, cfg: TextFeaturesConfig) -> list[TextEntry]:
             used_fallback = False
             if not valid and (qid, level) in fallback and fallback[(qid, level)][1]:
                 text, valid, used_fallback = fallback[(qid, level)][0], True, True
+            if not text.strip():
+                if valid:
+                    raise DataError(f"{Path(run) / 'negatives.parquet'}: the level-{level} negative of qid {qid!r} is "
+                                    "empty but marked valid; rerun shine build-negatives on this run directory")
+                # a backend that could not fill the masks leaves no text; the query holds the row so the store
+                # stays rectangular, and valid = false keeps it out of the ranking terms like any invalid negative
+                text = query
             entries.append(TextEntry(qid, f"hn{level}", text, valid, used_fallback))
     return entries
 

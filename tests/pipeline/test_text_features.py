@@ -13,7 +13,7 @@ import pytest
 
 from pipeline import stages, tables
 from pipeline.config import PipelineConfig
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DataError
 from pipeline.resume import RunState
 from pipeline.text.encoders import load_encoder
 from pipeline.text.stage import TextFeaturesConfig, store_dir, text_features_step
@@ -102,6 +102,27 @@ def test_invalid_rule_fallback_uses_the_other_table(neg_run: Path, minilm, tmp_p
     np.testing.assert_allclose(store.get(qid, "hn1"), minilm.encode([fallback["negative"][0]])[0], atol=1e-4)
     with pytest.raises(ConfigError, match="fallback_negatives"):
         TextFeaturesConfig(invalid="fallback")
+
+
+def test_invalid_rule_keep_encodes_an_unfilled_row_as_its_query(neg_run: Path, minilm, tmp_path: Path) -> None:
+    """A backend that could not fill a row leaves no text: the row holds the query, flagged invalid (found by the
+    lexical backend on the synthetic set, where encode-text used to stop with a ValueError naming no qid)."""
+    run = _copy_run(neg_run, tmp_path / "run")
+    negs = pd.read_parquet(run / "negatives.parquet")
+    qid = negs["qid"][0]
+    unfilled = (negs["qid"] == qid) & (negs["level"] == 2)
+    negs.loc[unfilled, ["valid", "negative"]] = [False, ""]
+    tables.write_table(negs, run / "negatives.parquet", tables.NEGATIVES)
+    text_features_step(run, TextFeaturesConfig(), encoder=minilm)
+    store = TextStore(store_dir(run, "minilm"))
+    np.testing.assert_allclose(store.get(qid, "hn2"), store.get(qid, "pos"), atol=1e-6)
+    validity = pd.read_parquet(store_dir(run, "minilm") / "validity.parquet").set_index(["qid", "variant"])
+    assert not validity.loc[(qid, "hn2"), "valid"] and validity.loc[(qid, "hn1"), "valid"]
+
+    negs.loc[unfilled, "valid"] = True  # empty yet valid: a broken table, named with its qid
+    tables.write_table(negs, run / "negatives.parquet", tables.NEGATIVES)
+    with pytest.raises(DataError, match=f"qid {qid!r} is empty but marked valid"):
+        text_features_step(run, TextFeaturesConfig(), encoder=minilm)
 
 
 def test_resume_after_an_interrupted_chunk(neg_run: Path, minilm, minilm_store, tmp_path: Path) -> None:
