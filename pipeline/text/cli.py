@@ -32,12 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _encode_text(args: argparse.Namespace) -> int:
     from pipeline.errors import ConfigError
     from pipeline.text.config import text_config
-    from pipeline.text.flow import encode_text
 
     given = given_fields(args, TextFeaturesConfig)
     if given.get("encoder", "minilm") != "word-vectors" and ("encoder_seed" in given or "dim" in given):
         raise ConfigError("shine encode-text: --encoder-seed and --dim apply to --encoder word-vectors only; drop them or add --encoder word-vectors")
     text_config(**given)  # a bad setting fails here, before Prefect starts, with one readable line
+    from pipeline.text.flow import encode_text  # imports prefect (seconds): only once the config is good
+
     summary = encode_text(run=args.run, **given)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
