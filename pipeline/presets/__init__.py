@@ -1,7 +1,7 @@
 """Dataset presets of the negatives pipeline: one YAML layer per data set, shipped as package data.
 
 A preset is the layer applied over the defaults of ``pipeline.config`` (defaults < preset < ``--config`` YAML <
-``--set``), like the trainer's ``trainer/configs/*.yaml``. Adding ``NAME.yaml`` here adds ``--dataset NAME``.
+``--set``), like the trainer's ``trainer/config/presets/*.yaml``. Adding ``NAME.yaml`` here adds ``--dataset NAME``.
 """
 
 from __future__ import annotations
