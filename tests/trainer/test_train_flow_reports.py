@@ -24,22 +24,28 @@ def _overrides(synth: Path, shine: bool) -> dict:
             "progress": False, "plot_queries": 0}
 
 
-async def _artifacts_runs_logs() -> tuple[dict[str, str], dict[str, str], dict[str, list[str]]]:
+async def _artifacts_runs_logs(run_ids: set[str]) -> tuple[dict[str, str], dict[str, str], dict[str, list[str]]]:
+    """The artifacts (key -> markdown) of the flow runs ``run_ids``, every run's name, and every run's logs; other
+    tests of the session publish under the same keys, so artifacts are picked by flow run, not by key alone."""
     import inspect
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter,
+                                                FlowRunFilterId, LogFilter, LogFilterFlowRunId)
     from prefect.logging.handlers import APILogWorker
 
     drained = APILogWorker.drain_all()  # logs reach the API in batches: send what is queued first
     if inspect.isawaitable(drained):
         await drained
     async with get_client() as client:
-        artifacts = await client.read_artifacts()
-        runs = await client.read_flow_runs()
+        # filtered on the server: a long test session holds more artifacts and runs than one page of the API
+        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=sorted(run_ids))))
+        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=sorted(run_ids))))
         logs = {str(r.id): [log.message for log in await client.read_logs(
             LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id])), limit=200)] for r in runs}
-    return {a.key: a.data for a in artifacts if a.key}, {str(r.id): r.name for r in runs}, logs
+    mine = {a.key: a.data for a in artifacts if a.key and str(a.flow_run_id) in run_ids}
+    return mine, {str(r.id): r.name for r in runs}, logs
 
 
 def test_baseline_and_shine_publish_under_their_own_keys(prefect_harness, synth: Path, tmp_path: Path,
@@ -57,7 +63,9 @@ def test_baseline_and_shine_publish_under_their_own_keys(prefect_harness, synth:
     base = train_flow(preset="synthetic", out=str(tmp_path / "baseline"), overrides=_overrides(synth, False))
     shine = train_flow(preset="synthetic", out=str(tmp_path / "shine"), overrides=_overrides(synth, True))
     assert base["run"] == "synthetic-baseline-shine-off" and shine["run"] == "synthetic-shine-shine-on"
-    artifacts, runs, logs = asyncio.run(_artifacts_runs_logs())
+    run_ids = {json.loads((tmp_path / name / "manifest.json").read_text())["runs"][-1]["prefect_flow_run_id"]
+               for name in ("baseline", "shine")}
+    artifacts, runs, logs = asyncio.run(_artifacts_runs_logs(run_ids))
     assert "SHINE off" in artifacts["train-synthetic-baseline-shine-off-metrics"]
     assert "SHINE on (alpha 1" in artifacts["train-synthetic-shine-shine-on-metrics"]
     assert "generator oracle" in artifacts["train-synthetic-shine-shine-on-outputs"]
