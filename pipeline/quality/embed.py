@@ -20,10 +20,12 @@ from typing import Any
 
 import torch
 
+from pipeline.config import EMBED_PRECISIONS
+
 __all__ = ["SentenceEncoder", "load_sentence_encoder", "PRECISIONS", "resolve_precision"]
 
-#: what ``precision`` may be: "auto" (bf16 where the CPU has AMX bf16 units, else fp32), "fp32", "bf16"
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+#: what ``precision`` may be (the quality config's list: "auto", "fp32", "bf16")
+PRECISIONS: tuple[str, ...] = EMBED_PRECISIONS
 
 
 def resolve_precision(precision: str, device: str) -> str:
