@@ -23,7 +23,7 @@ without ``shine_scores`` (a plain forward pass) skip the two terms; in training 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -64,32 +64,34 @@ class ShineCriterion(SetCriterion):
             valid = torch.ones(scores.shape[:2], dtype=torch.bool, device=scores.device)
         return scores, gt, mask, valid  # type: ignore[return-value]
 
+    def _shine_loss(self, outputs: Mapping[str, object], targets: Mapping[str, Tensor], loss: str,
+                    term: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]) -> dict[str, Tensor]:
+        """``{"loss_<loss>": term(scores, gt, mask, valid)}``, or {} for a plain forward pass in eval mode."""
+        got = self._shine_inputs(outputs, targets, loss)
+        return {} if got is None else {f"loss_{loss}": term(*got)}
+
     def loss_coarse_rank(self, outputs: Mapping[str, object], targets: Mapping[str, Tensor], indices: MatchIndices
                          ) -> dict[str, Tensor]:
         """L_cr on outputs["shine_scores"][:, 0] (positive) and [:, -1] (easy negative); see shine_losses."""
-        got = self._shine_inputs(outputs, targets, "coarse_rank")
-        if got is None:
-            return {}
-        scores, gt, mask, valid = got
-        s = self.shine
-        return {"loss_coarse_rank": coarse_rank_loss(scores[:, 0], scores[:, -1], gt, mask, s.h1, s.h2, s.q,
-                                                     valid_neg=valid[:, -1], use_intra=s.use_intra,
-                                                     use_inter=s.use_inter)}
+        return self._shine_loss(outputs, targets, "coarse_rank", self._coarse_rank)
 
     def loss_fine_rank(self, outputs: Mapping[str, object], targets: Mapping[str, Tensor], indices: MatchIndices
                        ) -> dict[str, Tensor]:
         """L_fr over [positive, hn1..hn{levels}, easy negative] taken from outputs["shine_scores"]."""
-        got = self._shine_inputs(outputs, targets, "fine_rank")
-        if got is None:
-            return {}
-        scores, gt, mask, valid = got
+        return self._shine_loss(outputs, targets, "fine_rank", self._fine_rank)
+
+    def _coarse_rank(self, scores: Tensor, gt: Tensor, mask: Tensor, valid: Tensor) -> Tensor:
+        s = self.shine
+        return coarse_rank_loss(scores[:, 0], scores[:, -1], gt, mask, s.h1, s.h2, s.q, valid_neg=valid[:, -1],
+                                use_intra=s.use_intra, use_inter=s.use_inter)
+
+    def _fine_rank(self, scores: Tensor, gt: Tensor, mask: Tensor, valid: Tensor) -> Tensor:
         s = self.shine
         if scores.shape[1] < s.levels + 2:
             raise DataError(f"shine.levels={s.levels} needs {s.levels + 2} scored queries per video, got "
                             f"outputs['shine_scores'] of shape {tuple(scores.shape)}")
         pick = [0, *range(1, s.levels + 1), scores.shape[1] - 1]
-        return {"loss_fine_rank": fine_rank_loss(scores[:, pick], gt, mask, s.margins, s.ranking, valid[:, pick],
-                                                 s.term_switches())}
+        return fine_rank_loss(scores[:, pick], gt, mask, s.margins, s.ranking, valid[:, pick], s.term_switches())
 
 
 def build_shine_criterion(model_cfg: ModelConfig, loss_cfg: LossConfig, matcher_cfg: MatcherConfig,
