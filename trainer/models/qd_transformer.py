@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainer.models.layers import MLP, Dropout, inverse_sigmoid, make_activation
+from trainer.models.layers import MLP, Dropout, inverse_sigmoid
 from trainer.models.position_encoding import sine_embed_for_spans
-from trainer.models.transformer import TransformerEncoder, TransformerEncoderLayer, clones
+from trainer.models.transformer import (TransformerEncoderLayer, add_ffn_and_residuals, clones, encoder_stack,
+                                        xavier_init_)
 
 __all__ = ["T2VEncoderLayer", "ProjectionFreeAttention", "ConditionalDecoderLayer", "ConditionalDecoder",
            "QDTransformer"]
@@ -110,14 +111,7 @@ class ConditionalDecoderLayer(nn.Module):
         self.ca_qpos_sine_proj = nn.Linear(d_model, d_model)
         self.cross_attn = ProjectionFreeAttention(d_model * 2, nhead, dropout=dropout, vdim=d_model)
 
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.norm3 = nn.LayerNorm(d_model)
-        self.dropout2 = Dropout(dropout)
-        self.dropout3 = Dropout(dropout)
-        self.activation = make_activation(activation)
+        add_ffn_and_residuals(self, d_model, dim_feedforward, dropout, activation, residuals=(2, 3))
         self.nhead = nhead
         self.keep_query_pos = keep_query_pos
 
@@ -231,19 +225,15 @@ class QDTransformer(nn.Module):
                  bbox_embed_diff_each_layer: bool = False) -> None:
         super().__init__()
         t2v = T2VEncoderLayer(d_model, nhead, dim_feedforward, dropout, activation, normalize_before)
-        self.t2v_encoder = TransformerEncoder(t2v, num_encoder_layers,
-                                              nn.LayerNorm(d_model) if normalize_before else None)
+        self.t2v_encoder = encoder_stack(t2v, num_encoder_layers, d_model, normalize_before)
         enc = TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, activation, normalize_before)
-        self.encoder = TransformerEncoder(enc, num_encoder_layers,
-                                          nn.LayerNorm(d_model) if normalize_before else None)
+        self.encoder = encoder_stack(enc, num_encoder_layers, d_model, normalize_before)
         dec = ConditionalDecoderLayer(d_model, nhead, dim_feedforward, dropout, activation, keep_query_pos)
         self.decoder = ConditionalDecoder(dec, num_decoder_layers, d_model, query_scale_type, modulate_t_attn,
                                           bbox_embed_diff_each_layer, keep_query_pos)
         self.d_model = d_model
         self.nhead = nhead
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        xavier_init_(self)
 
     def encode(self, src: Tensor, padding_mask: Tensor, pos_embed: Tensor, video_length: int
                ) -> tuple[Tensor, Tensor]:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from trainer.models.layers import Dropout, make_activation
 
 __all__ = ["TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder",
-           "Transformer", "clones"]
+           "Transformer", "clones", "add_ffn_and_residuals", "encoder_stack", "xavier_init_"]
 
 
 def clones(module: nn.Module, n: int) -> nn.ModuleList:
@@ -27,6 +28,36 @@ def _with_pos(x: Tensor, pos: Tensor | None) -> Tensor:
     return x if pos is None else x + pos
 
 
+def add_ffn_and_residuals(layer: nn.Module, d_model: int, dim_feedforward: int, dropout: float, activation: str,
+                          residuals: Sequence[int]) -> None:
+    """Give ``layer`` its FFN and residual parts: ``linear1``, ``dropout``, ``linear2``, then ``norm{i}`` and
+    ``dropout{i}`` for each ``i`` in ``residuals``, then ``activation``.
+
+    They are registered in exactly this order, the official one: the order decides the parameter order (so the
+    RNG draws of seeded initialisation) and the checkpoint's key names.
+    """
+    layer.linear1 = nn.Linear(d_model, dim_feedforward)
+    layer.dropout = Dropout(dropout)
+    layer.linear2 = nn.Linear(dim_feedforward, d_model)
+    for i in residuals:
+        layer.add_module(f"norm{i}", nn.LayerNorm(d_model))
+    for i in residuals:
+        layer.add_module(f"dropout{i}", Dropout(dropout))
+    layer.activation = make_activation(activation)
+
+
+def encoder_stack(layer: nn.Module, num_layers: int, d_model: int, normalize_before: bool) -> TransformerEncoder:
+    """``num_layers`` copies of ``layer``, with a final ``norm`` only for pre-norm layers (as the official)."""
+    return TransformerEncoder(layer, num_layers, nn.LayerNorm(d_model) if normalize_before else None)
+
+
+def xavier_init_(module: nn.Module) -> None:
+    """Xavier-uniform every weight matrix of ``module`` (DETR's transformer init), in parameter order."""
+    for p in module.parameters():
+        if p.dim() > 1:
+            nn.init.xavier_uniform_(p)
+
+
 class TransformerEncoderLayer(nn.Module):
     """Self-attention + FFN over (B, L, d); ``pos`` is added to queries and keys, not values."""
 
@@ -34,14 +65,7 @@ class TransformerEncoderLayer(nn.Module):
                  activation: str = "relu", normalize_before: bool = False) -> None:
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=True)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.dropout1 = Dropout(dropout)
-        self.dropout2 = Dropout(dropout)
-        self.activation = make_activation(activation)
+        add_ffn_and_residuals(self, d_model, dim_feedforward, dropout, activation, residuals=(1, 2))
         self.normalize_before = normalize_before
 
     def _ffn(self, x: Tensor) -> Tensor:
@@ -84,16 +108,7 @@ class TransformerDecoderLayer(nn.Module):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=True)
         self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=True)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.norm3 = nn.LayerNorm(d_model)
-        self.dropout1 = Dropout(dropout)
-        self.dropout2 = Dropout(dropout)
-        self.dropout3 = Dropout(dropout)
-        self.activation = make_activation(activation)
+        add_ffn_and_residuals(self, d_model, dim_feedforward, dropout, activation, residuals=(1, 2, 3))
         self.normalize_before = normalize_before
 
     def forward(self, tgt: Tensor, memory: Tensor, memory_padding_mask: Tensor | None = None,
@@ -141,15 +156,12 @@ class Transformer(nn.Module):
                  activation: str = "relu", normalize_before: bool = False) -> None:
         super().__init__()
         enc = TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, activation, normalize_before)
-        self.encoder = TransformerEncoder(enc, num_encoder_layers,
-                                          nn.LayerNorm(d_model) if normalize_before else None)
+        self.encoder = encoder_stack(enc, num_encoder_layers, d_model, normalize_before)
         dec = TransformerDecoderLayer(d_model, nhead, dim_feedforward, dropout, activation, normalize_before)
         self.decoder = TransformerDecoder(dec, num_decoder_layers, nn.LayerNorm(d_model))
         self.d_model = d_model
         self.nhead = nhead
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        xavier_init_(self)
 
     def forward(self, src: Tensor, padding_mask: Tensor, query_embed: Tensor, pos_embed: Tensor
                 ) -> tuple[Tensor, Tensor]:
