@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline.config import DATASETS, PipelineConfig
 from shine.configs import add_config_options
+from shine.verbs import add_verb
 
 __all__ = ["register", "CONFIG_SECTIONS"]
 
@@ -25,12 +26,7 @@ CONFIG_SECTIONS: tuple[str, ...] = ("load", "pos", "dictionary", "mask", "backen
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this package's verbs to the ``shine`` parser."""
-    p = subparsers.add_parser(
-        "build-negatives",
-        help="masked queries and hierarchical negatives as Parquet (a Prefect flow)",
-        description="Run the build-negatives flow: load -> pos -> dictionary -> masked -> negatives. "
-        "Rerunning into the same --out skips finished stages and resumes interrupted ones.",
-    )
+    p = add_verb(subparsers, "build-negatives", _build_negatives)
     p.add_argument("--dataset", choices=DATASETS, default="charades-cg", help="preset: masking ratios and default files")
     p.add_argument("--input", action="append", dest="inputs", metavar="FILE",
                    help="annotation file (Moment-DETR .jsonl or VISA .json); repeatable; default: the dataset's --split file")
@@ -46,13 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tag", help="qid tag for a VISA .json whose file name does not tell it")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     add_config_options(p, PipelineConfig(), CONFIG_SECTIONS, skip=("backend.name", "backend.model"))
-    p.set_defaults(func=_build_negatives)
 
-    q = subparsers.add_parser(
-        "inspect",
-        help="look at a run: original / masked / negative per level",
-        description="Show original, masked and negative queries of a build-negatives run.",
-    )
+    q = add_verb(subparsers, "inspect", _inspect)
     q.add_argument("path", help="run directory (the --out of build-negatives)")
     q.add_argument("--qid", action="append", help="only these qids (repeatable)")
     q.add_argument("--level", action="append", type=_count(1), help="only these levels (repeatable)")
@@ -65,21 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
     q.add_argument("--quality", action="store_true",
                    help="show the per-level quality summary of quality.parquet instead of the negatives (docs/quality.md)")
-    q.set_defaults(func=_inspect)
 
-    f = subparsers.add_parser(
-        "fetch-data",
-        help="download a data set's public annotation files (pinned, sha256-checked) and convert them to JSONL",
-        description="Download the VISA split files of Charades-CG / ActivityNet-CG from their pinned public home, "
-        "check each by sha256 and convert it to the Moment-DETR JSONL the pipeline reads. Files already present "
-        "are kept, so an interrupted fetch resumes. $SHINE_DATA_BASE_URL points at a mirror.",
-    )
+    f = add_verb(subparsers, "fetch-data", _fetch_data)
     f.add_argument("--dataset", required=True, choices=["charades-cg", "anet-cg"])
     f.add_argument("--split", action="append", dest="splits", metavar="SPLIT",
                    help="train | test | novel_composition | novel_word (repeatable; default: all)")
     f.add_argument("--data-dir", help="where to put them (default: the data directory build-negatives reads)")
     f.add_argument("--timeout", type=float, default=30.0, help="seconds per request (connect: at most 10)")
-    f.set_defaults(func=_fetch_data)
 
     from pipeline.quality.cli import register as register_quality  # `shine quality` lives with its measures
 
@@ -102,6 +85,11 @@ def _count(minimum: int) -> Callable[[str], int]:
 
 
 def _build_negatives(args: argparse.Namespace) -> int:
+    """masked queries and hierarchical negatives as Parquet (a Prefect flow)
+
+    Run the build-negatives flow: load -> pos -> dictionary -> masked -> negatives. Rerunning into the same --out
+    skips finished stages and resumes interrupted ones.
+    """
     from pipeline.config_check import checked_config
     from pipeline.llm.secrets import move_secrets_to_env
     from shine.configs import option_overrides, parse_overrides
@@ -146,6 +134,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def _fetch_data(args: argparse.Namespace) -> int:
+    """download a data set's public annotation files (pinned, sha256-checked) and convert them to JSONL
+
+    Download the VISA split files of Charades-CG / ActivityNet-CG from their pinned public home, check each by
+    sha256 and convert it to the Moment-DETR JSONL the pipeline reads. Files already present are kept, so an
+    interrupted fetch resumes. $SHINE_DATA_BASE_URL points at a mirror.
+    """
     from pipeline.fetch import fetch_dataset
 
     paths = fetch_dataset(args.dataset, args.data_dir, splits=args.splits, timeout=args.timeout,
@@ -156,6 +150,10 @@ def _fetch_data(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    """look at a run: original / masked / negative per level
+
+    Show original, masked and negative queries of a build-negatives run.
+    """
     from pipeline.summary import filter_view, level_stats, load_view, view_html, view_markdown
 
     if args.html:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from shine.verbs import add_verb
+
 __all__ = ["register"]
 
 
@@ -13,13 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``shine quality`` to the ``shine`` parser."""
     from pipeline.config import EMBED_PRECISIONS
 
-    p = subparsers.add_parser(
-        "quality",
-        help="score negatives: structure, dictionary, tag/POS agreement, false negatives, plausibility, similarity",
-        description="Score the negatives of a build-negatives run directory, or of an external JSONL file in the "
-        "authors' released format (qid, query, vid, masked_queries, recomposed_queries), level by level. "
-        "Definitions: docs/quality.md.",
-    )
+    p = add_verb(subparsers, "quality", _quality)
     p.add_argument("path", help="run directory (the --out of build-negatives) or released-format .jsonl file")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write the report (per-level summary) as JSON here")
     p.add_argument("--table", metavar="FILE", help="also write one row per (qid, level) as Parquet here")
@@ -31,10 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=EMBED_PRECISIONS, default="auto",
                    help="MiniLM matmul precision: auto = bf16 on CPUs with AMX bf16 units (about 2x), else fp32")
     p.add_argument("--embed-batch-size", type=int, default=1024, metavar="N", help="sentences per MiniLM pass")
-    p.set_defaults(func=_quality)
 
 
 def _quality(args: argparse.Namespace) -> int:
+    """score negatives: structure, dictionary, tag/POS agreement, false negatives, plausibility, similarity
+
+    Score the negatives of a build-negatives run directory, or of an external JSONL file in the authors' released
+    format (qid, query, vid, masked_queries, recomposed_queries), level by level. Definitions: docs/quality.md.
+    """
     from pipeline.quality.report import quality_markdown
     from pipeline.quality.run import quality_arrow, quality_report
     from pipeline.quality.score import QualityConfig

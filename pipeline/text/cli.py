@@ -11,25 +11,25 @@ import json
 
 from pipeline.text.config import ENCODERS, TextFeaturesConfig
 from shine.configs import add_field_options, given_fields
+from shine.verbs import add_verb
 
 __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``encode-text`` to the ``shine`` parser."""
-    p = subparsers.add_parser(
-        "encode-text",
-        help="token features of every query and its hard negatives (a Prefect flow)",
-        description="Encode queries (pos) and hard negatives (hn1..hn3) of a build-negatives run into "
-        "RUN/text_features/ENCODER/, the memory-mapped store the trainer reads. Rerunning resumes or skips.",
-    )
+    p = add_verb(subparsers, "encode-text", _encode_text)
     p.add_argument("--run", required=True, help="build-negatives run directory (queries.parquet, negatives.parquet)")
     add_field_options(p, TextFeaturesConfig, choices={"encoder": ENCODERS})
     p.add_argument("--json", action="store_true", help="print the stage report as JSON")
-    p.set_defaults(func=_encode_text)
 
 
 def _encode_text(args: argparse.Namespace) -> int:
+    """token features of every query and its hard negatives (a Prefect flow)
+
+    Encode queries (pos) and hard negatives (hn1..hn3) of a build-negatives run into RUN/text_features/ENCODER/,
+    the memory-mapped store the trainer reads. Rerunning resumes or skips.
+    """
     from pipeline.errors import ConfigError
     from pipeline.text.config import text_config
 
