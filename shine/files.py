@@ -1,16 +1,19 @@
-"""File helpers both halves use: atomic writes (temp file or directory beside the target, fsync, rename), sha256."""
+"""File helpers both halves use: atomic writes (temp file or directory beside the target, fsync, rename), sha256,
+and the read of an optional JSON file."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_path", "atomic_dir", "sha256_file", "current_umask", "follow_umask"]
+__all__ = ["atomic_path", "atomic_dir", "sha256_file", "current_umask", "follow_umask", "read_json_or"]
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -89,3 +92,18 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_json_or(path: str | Path, default: Any) -> Any:
+    """The parsed JSON of an optional file (UTF-8), or ``default`` when it is missing or not valid JSON.
+
+    For extras a reader can do without (a run's manifest on a results page, chance levels beside an annotation
+    file): a half-written or hand-edited file must not stop the report that merely shows it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return default
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return default

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from shine.configs import ConfigValueError
+from shine.files import read_json_or
 
 __all__ = ["RunData", "load_run", "metric_columns", "metric_rows", "deltas", "config_diff", "flatten",
            "negative_examples", "quality_summary", "file_links", "standalone_evaluation", "PREFERRED_METRICS"]
@@ -70,12 +71,7 @@ def load_run(path: str | Path, label: str | None = None) -> RunData:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return {}
+    data = read_json_or(path, {})
     return data if isinstance(data, dict) else {}
 
 

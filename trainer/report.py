@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shine.files import atomic_path, sha256_file
+from shine.files import atomic_path, read_json_or, sha256_file
 from shine.progress import format_duration
 from shine.versions import installed_versions
 from shine.versions import package_versions as _versions
@@ -63,14 +63,7 @@ def write_predictions(path: str | Path, predictions: Iterable[Mapping[str, Any]]
 def read_chance(annotation_path: str | Path) -> dict[str, dict[str, float]]:
     """Chance levels for an annotation file from ``chance.json`` beside it (keyed by file stem), else {}."""
     path = Path(annotation_path)
-    chance_path = path.parent / "chance.json"
-    if not chance_path.is_file():
-        return {}
-    try:
-        data = json.loads(chance_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return {}
-    return data.get(path.stem, {})
+    return read_json_or(path.parent / "chance.json", {}).get(path.stem, {})
 
 
 def metrics_rows(results: Mapping[str, Mapping[str, float]], chance: Mapping[str, Mapping[str, Mapping[str, float]]]
