@@ -7,42 +7,10 @@ import random
 import pytest
 import torch
 
+from tests.trainer.ap_reference import average_precision as ap_reference
+from tests.trainer.ap_reference import iou
 from trainer.metrics import (MAP_THRESHOLDS, MomentMetrics, average_precision, best_gt_iou, postprocess_spans,
                              recall_at_iou)
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = (a[1] - a[0]) + (b[1] - b[0]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def _ap_reference(preds: list[list[float]], gts: list[list[float]], thr: float) -> float:
-    """ActivityNet compute_average_precision_detection + interpolated_precision_recall, one query, plain Python."""
-    preds = sorted(preds, key=lambda p: -p[2])
-    lock = [False] * len(gts)
-    tp = []
-    for p in preds:
-        ious = [_iou(p[:2], g) for g in gts]
-        order = sorted(range(len(gts)), key=lambda j: (-ious[j], j))
-        hit = 0
-        for j in order:
-            if ious[j] < thr:
-                break
-            if lock[j]:
-                continue
-            lock[j], hit = True, 1
-            break
-        tp.append(hit)
-    prec, rec, cum = [], [], 0
-    for i, t in enumerate(tp):
-        cum += t
-        prec.append(cum / (i + 1))
-        rec.append(cum / len(gts))
-    mprec, mrec = [0.0] + prec + [0.0], [0.0] + rec + [1.0]
-    for i in range(len(mprec) - 2, -1, -1):
-        mprec[i] = max(mprec[i], mprec[i + 1])
-    return sum((mrec[i] - mrec[i - 1]) * mprec[i] for i in range(1, len(mrec)) if mrec[i] != mrec[i - 1])
 
 
 def _random_queries(seed: int, n: int, k: int, m: int) -> tuple[list, list]:
@@ -76,9 +44,9 @@ def test_vectorised_equals_reference(seed: int) -> None:
     ap = average_precision(pred, scores, gt, mask, MAP_THRESHOLDS)
     for i in range(25):
         for t_idx, thr in enumerate(MAP_THRESHOLDS):
-            assert ap[i, t_idx].item() == pytest.approx(_ap_reference(preds[i], gts[i], thr), abs=1e-9), (i, thr)
+            assert ap[i, t_idx].item() == pytest.approx(ap_reference(preds[i], gts[i], thr), abs=1e-9), (i, thr)
         top = max(preds[i], key=lambda p: p[2])
-        best = max(_iou(top[:2], g) for g in gts[i])
+        best = max(iou(top, g) for g in gts[i])
         assert best_gt_iou(pred, scores, gt, mask)[i].item() == pytest.approx(best, abs=1e-9)
 
 

@@ -15,17 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.trainer.ap_reference import average_precision as ap_reference
+from tests.trainer.ap_reference import iou
 from trainer.errors import DataError
 from trainer.submission_eval import IOU_THRESHOLDS, evaluate_files, evaluate_submission
 
 # ----------------------------------------------------------------------------------------------------------------
 # loop reference, one query at a time
-
-
-def _iou(p, g) -> float:
-    inter = max(0.0, min(p[1], g[1]) - max(p[0], g[0]))
-    union = (p[1] - p[0]) + (g[1] - g[0]) - inter
-    return inter / union if union != 0 else 0.0
 
 
 def _paired(p, g) -> float:
@@ -35,33 +31,8 @@ def _paired(p, g) -> float:
 
 
 def _ap_one(gts, preds, thresholds) -> list[float]:
-    preds = sorted(preds[:10], key=lambda x: -x[2])  # stable, as list.sort
-    out = []
-    for thr in thresholds:
-        locked = [False] * len(gts)
-        tp = []
-        for p in preds:
-            ious = [_iou(p, g) for g in gts]
-            order = sorted(range(len(gts)), key=lambda j: (ious[j], j), reverse=True)
-            hit = 0
-            for j in order:
-                if ious[j] < thr:
-                    break
-                if locked[j]:
-                    continue
-                locked[j], hit = True, 1
-                break
-            tp.append(hit)
-        prec, rec, cum = [], [], 0
-        for r, t in enumerate(tp, 1):
-            cum += t
-            prec.append(cum / r)
-            rec.append(cum / len(gts))
-        mprec, mrec = [0.0, *prec, 0.0], [0.0, *rec, 1.0]
-        for i in range(len(mprec) - 2, -1, -1):
-            mprec[i] = max(mprec[i], mprec[i + 1])
-        out.append(sum((mrec[i] - mrec[i - 1]) * mprec[i] for i in range(1, len(mrec)) if mrec[i] != mrec[i - 1]))
-    return out
+    # the official eval keeps the first 10 predictions of the file, then ranks them by score
+    return [ap_reference(preds[:10], gts, thr, ties_last=True) for thr in thresholds]
 
 
 def _fmt(v: float) -> float:
@@ -94,7 +65,7 @@ def reference_mr(sub, gt, miou=True):
             ious = []
             for d in s:
                 top = d["pred_relevant_windows"][0][:2]
-                cross = [_iou(top, w) for w in gmap[d["qid"]]]
+                cross = [iou(top, w) for w in gmap[d["qid"]]]
                 ious.append(_paired(top, gmap[d["qid"]][cross.index(max(cross))]))
         per_thr = [sum(a[t] for a in aps) / len(aps) for t in range(10)]
         m_ap = {str(t): _fmt(100 * v) for t, v in zip(IOU_THRESHOLDS, per_thr)}
