@@ -20,32 +20,33 @@ def masks(query: str, cfg: MaskConfig | None = None) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("p", "ratios", "expected"),
+    ("ratios", "expected"),
     [
-        (0, (0.25, 0.5, 0.75), [0, 0, 0]),
-        (1, (0.25, 0.5, 0.75), [1, 1, 1]),
-        (2, (0.25, 0.5, 0.75), [1, 1, 2]),
-        (3, (0.25, 0.5, 0.75), [1, 2, 3]),
-        (4, (0.25, 0.5, 0.75), [1, 2, 3]),
-        (5, (0.25, 0.5, 0.75), [1, 2, 3]),
-        (6, (0.25, 0.5, 0.75), [1, 3, 4]),
-        (8, (0.25, 0.5, 0.75), [2, 4, 6]),
-        (3, (0.1, 0.3, 0.5), [1, 1, 2]),
-        (5, (0.1, 0.3, 0.5), [1, 1, 2]),
-        (10, (0.1, 0.3, 0.5), [1, 3, 5]),
-        (20, (0.1, 0.3, 0.5), [2, 6, 10]),
+        # expected: p (maskable words) -> masks per level
+        pytest.param((0.25, 0.5, 0.75), {0: [0, 0, 0], 1: [1, 1, 1], 2: [1, 1, 2], 3: [1, 2, 3], 4: [1, 2, 3],
+                                         5: [1, 2, 3], 6: [1, 3, 4], 8: [2, 4, 6]}, id="charades-cg"),
+        pytest.param((0.1, 0.3, 0.5), {3: [1, 1, 2], 5: [1, 1, 2], 10: [1, 3, 5], 20: [2, 6, 10]}, id="anet-cg"),
     ],
 )
-def test_level_counts_per_p(p: int, ratios: tuple[float, ...], expected: list[int]) -> None:
-    assert level_counts(p, ratios) == expected
+def test_level_counts_per_p(ratios: tuple[float, ...], expected: dict[int, list[int]]) -> None:
+    assert {p: level_counts(p, ratios) for p in expected} == expected
 
 
-def test_subject_is_masked_last() -> None:
-    assert masks("person opens the door.") == [
-        "person <mask> the door.",
-        "person <mask> the <mask>.",
-        "<mask> <mask> the <mask>.",
-    ]
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param("person opens the door.",
+                     ["person <mask> the door.", "person <mask> the <mask>.", "<mask> <mask> the <mask>."],
+                     id="subject_is_masked_last"),
+        # "they 're" keeps the space of the released masks; pronoun subjects go last
+        pytest.param("they're filling a water bottle at the sink.",
+                     ["they 're <mask> a water bottle at the sink.", "they 're <mask> a <mask> <mask> at the sink.",
+                      "they 're <mask> a <mask> <mask> at the <mask>."],
+                     id="pronoun_subject_and_contraction_detokenisation"),
+    ],
+)
+def test_levels_of_hand_written_queries(query: str, expected: list[str]) -> None:
+    assert masks(query) == expected
 
 
 def test_category_order_verb_noun_adj_prep_adv() -> None:
@@ -68,15 +69,6 @@ def test_levels_are_nested() -> None:
     sets = [set(lv.positions) for lv in levels]
     assert sets[0] < sets[1] < sets[2]
     assert all(lv.masked_query.count("<mask>") == len(lv.positions) for lv in levels)
-
-
-def test_pronoun_subject_and_contraction_detokenisation() -> None:
-    # "they 're" keeps the space of the released masks; pronoun subjects go last
-    assert masks("they're filling a water bottle at the sink.") == [
-        "they 're <mask> a water bottle at the sink.",
-        "they 're <mask> a <mask> <mask> at the sink.",
-        "they 're <mask> a <mask> <mask> at the <mask>.",
-    ]
 
 
 def test_compound_nouns_are_masked_word_by_word() -> None:
