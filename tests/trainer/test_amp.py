@@ -189,10 +189,27 @@ def test_fast_dropout_keeps_the_distribution_and_scale() -> None:
         y = drop(x)
         values = torch.unique(y)
         assert values.tolist()[0] == 0.0 and values.numel() == 2
-        assert float(values[1]) == pytest.approx(1 / (1 - p))
+        drop_levels = round(p * 2 ** 16)  # the mask draws 16 bits per element: p rounded to 2**-16
+        assert float(values[1]) == pytest.approx(2 ** 16 / (2 ** 16 - drop_levels), rel=1e-6)
+        assert float(values[1]) == pytest.approx(1 / (1 - p), rel=2e-5)
         assert float((y == 0).float().mean()) == pytest.approx(p, abs=0.005)  # 400k draws: std 0.0008
+        assert float(y.mean()) == pytest.approx(1.0, abs=0.01)  # the expectation is kept
         assert torch.equal(drop.eval()(x), x)
     xb = torch.ones(10, 10, dtype=torch.bfloat16, requires_grad=True)
     yb = Dropout(0.5).train()(xb)
     yb.sum().backward()
     assert yb.dtype == torch.bfloat16 and torch.equal(xb.grad, yb.detach())  # grad = the same scaled mask
+
+
+def test_fast_dropout_mask_is_seeded_and_takes_any_size() -> None:
+    """The mask follows torch.manual_seed (runs repeat) and covers sizes that are not a multiple of 4 lanes."""
+    drop = Dropout(0.3).train()
+    x = torch.ones(7, 13)  # 91 elements: the last 64-bit draw is used in part
+    torch.manual_seed(5)
+    a = drop(x)
+    torch.manual_seed(5)
+    b = drop(x)
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert not torch.equal(a, drop(x))  # the generator moved on
+    many = Dropout(0.3).train()(torch.ones(1001, 999))
+    assert float((many == 0).float().mean()) == pytest.approx(0.3, abs=0.004)  # 1M draws: std 0.0005
