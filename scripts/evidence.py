@@ -71,6 +71,11 @@ def shine_cmd() -> list[str]:
 #: trainings one after the other); the CI test uses it
 IN_PROCESS = False
 
+#: set by --set: trainer overrides appended to every training (e.g. ``optim.amp=bf16``); a finished run is reused
+#: only when it was trained with the same ones (its ``evidence_sets.json``)
+TRAIN_SETS: tuple[str, ...] = ()
+SETS_FILE = "evidence_sets.json"
+
 
 def run(cmd: list[str], logfile: Path) -> None:
     logfile.parent.mkdir(parents=True, exist_ok=True)
@@ -254,18 +259,32 @@ def train_cmd(prep: dict, variant: str, out: Path, epochs: int, tiny: bool) -> l
         sets += ["shine.enabled=true", f"shine.hn_text_features={prep['store']}", "shine.hn_fraction=0.34"]
     elif variant == "baseline-2x":
         sets += [f"optim.epochs={2 * epochs}"]
+    sets += TRAIN_SETS  # last, so they win
     cmd = [*shine_cmd(), "train", "--preset", "synthetic", "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
     return cmd
 
 
+def _reusable(run_dir: Path) -> bool:
+    """A finished run trained with this invocation's ``--set`` overrides (runs from before the file: none)."""
+    if not (run_dir / "metrics.json").is_file():
+        return False
+    marker = run_dir / SETS_FILE
+    sets = json.loads(marker.read_text()) if marker.is_file() else []
+    return sets == list(TRAIN_SETS)
+
+
+def _mark_sets(run_dir: Path) -> None:
+    (run_dir / SETS_FILE).write_text(json.dumps(list(TRAIN_SETS)) + "\n")
+
+
 def train_all(jobs: list[tuple[dict, str, Path]], epochs: int, tiny: bool, parallel: int, fresh: bool) -> None:
-    pending = [j for j in jobs if fresh or not (j[2] / "metrics.json").is_file()]
+    pending = [j for j in jobs if fresh or not _reusable(j[2])]
     for prep, variant, out in jobs:
         if (prep, variant, out) not in pending:
             log(f"seed {prep['seed']}: {variant} already trained ({out}), reused")
-    running: list[tuple[subprocess.Popen, str, Path, float, object]] = []
+    running: list[tuple[subprocess.Popen, str, Path, float, object, Path]] = []
     if IN_PROCESS:
         for prep, variant, out in pending:
             if out.exists():
@@ -273,6 +292,7 @@ def train_all(jobs: list[tuple[dict, str, Path]], epochs: int, tiny: bool, paral
             log(f"seed {prep['seed']}: train {variant} ({epochs} epochs, in process) -> {out}")
             t0 = time.perf_counter()
             run(train_cmd(prep, variant, out, epochs, tiny), out.parent / f"logs/train-{variant}.log")
+            _mark_sets(out)
             log(f"seed {prep['seed']} {variant}: done in {time.perf_counter() - t0:.0f} s")
         return
     while pending or running:
@@ -286,10 +306,10 @@ def train_all(jobs: list[tuple[dict, str, Path]], epochs: int, tiny: bool, paral
             cmd = train_cmd(prep, variant, out, epochs, tiny)
             log(f"seed {prep['seed']}: train {variant} ({2 * epochs if variant == 'baseline-2x' else epochs} epochs) -> {out}")
             running.append((subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_env()),
-                            f"seed {prep['seed']} {variant}", logf, time.perf_counter(), fh))
+                            f"seed {prep['seed']} {variant}", logf, time.perf_counter(), fh, out))
         time.sleep(0.5)
         for item in list(running):
-            proc, name, logf, t0, fh = item
+            proc, name, logf, t0, fh, run_dir = item
             if proc.poll() is None:
                 continue
             fh.close()
@@ -298,6 +318,7 @@ def train_all(jobs: list[tuple[dict, str, Path]], epochs: int, tiny: bool, paral
                 for p, *_ in running:
                     p.terminate()
                 raise SystemExit(f"training {name} failed ({proc.returncode}), see {logf}:\n" + logf.read_text()[-3000:])
+            _mark_sets(run_dir)
             log(f"{name}: done in {time.perf_counter() - t0:.0f} s")
 
 
@@ -334,11 +355,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="runs per seed (default: baseline shine-random shine-oracle; the controls are "
                    "shine-no-hn and baseline-2x, shine-hn-third the cheaper step, shine-lexical SHINE with the "
                    "lexical backend's negatives); the first one is the reference of the difference table")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="trainer override for every training, repeatable (e.g. --set optim.amp=bf16: the table "
+                   "with the bf16 fast path)")
     p.add_argument("--in-process", action="store_true",
                    help="run the shine commands inside this process, trainings one at a time (CI)")
     args = p.parse_args(argv)
-    global IN_PROCESS
+    global IN_PROCESS, TRAIN_SETS
     IN_PROCESS = args.in_process
+    TRAIN_SETS = tuple(args.sets)
     out = Path(args.out)
     work = Path(args.work) if args.work else out / "work"
     out.mkdir(parents=True, exist_ok=True)

@@ -79,3 +79,22 @@ def test_evidence_chain_lexical_tiny(tmp_path: Path, prefect_harness) -> None:
         assert 0.0 <= report["levels"]["1"]["tag_agreement"] <= 1.0
     md = (out / "results.md").read_text()
     assert "QD-DETR + SHINE (pipeline, lexical backend)" in md and "| lexical | 0 | hn1 |" in md
+
+
+def test_evidence_set_overrides_reach_every_training_and_guard_reuse(tmp_path: Path) -> None:
+    """``--set`` overrides go last on every training command, and a finished run trained with other overrides is
+    retrained rather than mixed into the table (runs from before the marker count as trained without any)."""
+    evidence = _evidence_module()
+    prep = {"data": tmp_path / "data", "seed": 1, "store": tmp_path / "store", "stores": {}}
+    evidence.TRAIN_SETS = ("optim.amp=bf16",)
+    cmd = evidence.train_cmd(prep, "shine-random", tmp_path / "run", 2, False)
+    assert cmd[-2:] == ["--set", "optim.amp=bf16"] and "shine.enabled=true" in cmd
+    run = tmp_path / "run"
+    run.mkdir()
+    assert not evidence._reusable(run)  # not finished
+    (run / "metrics.json").write_text("{}")
+    assert not evidence._reusable(run)  # finished before the marker: trained without overrides
+    evidence._mark_sets(run)
+    assert evidence._reusable(run)
+    evidence.TRAIN_SETS = ()
+    assert not evidence._reusable(run)  # trained with bf16, asked for the default
