@@ -14,7 +14,8 @@ attention mask applied (padding rows dropped, special tokens kept), never pooled
     ``<|startoftext|> ... <|endoftext|>``, at most 77. Loaded from ``--model-path`` or from the Hugging Face
     hub cache (``openai/clip-vit-base-patch32``); it is never downloaded here.
 
-Both run batched under ``torch.no_grad()`` in fp32, on CUDA when present (``device="auto"``).
+Both run under ``torch.inference_mode()`` in fp32, on CUDA when present (``device="auto"``), in batches of
+texts sorted by token count (each batch pads only to its own longest text; see :meth:`HFTokenEncoder.encode_packed`).
 
 ``word-vectors`` (offline, no model files, no torch)
     The text side of the project's synthetic compositional data set (``shine make-synthetic``), reproduced
@@ -34,6 +35,7 @@ Both run batched under ``torch.no_grad()`` in fp32, on CUDA when present (``devi
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,11 +103,16 @@ class HFTokenEncoder:
 
     def __init__(self, name: str, tokenizer: Any, model: Any, model_path: Path, *, max_length: int,
                  batch_size: int = 64, device: str = "auto") -> None:
+        import torch
+
         if batch_size < 1:
             raise ConfigError(f"Expected batch_size >= 1, got {batch_size}")
         self.name = name
         self.tokenizer = tokenizer
         self.device = resolve_device(device)
+        if isinstance(getattr(model, "pooler", None), torch.nn.Module):
+            # BERT's pooler (dense + tanh over [CLS]) feeds only pooler_output, which the store never holds
+            model.pooler = None
         self.model = model.to(self.device).float().eval()
         self.model_path = Path(model_path)
         self.max_length = int(max_length)
@@ -126,23 +133,55 @@ class HFTokenEncoder:
                 "model_class_loaded": type(self.model).__name__}
 
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
+        rows, lengths = self.encode_packed(texts)
+        # views into the one packed array, in text order (no copy per text)
+        return np.split(rows, np.cumsum(lengths)[:-1]) if len(lengths) else []
+
+    def encode_packed(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Every text's token rows in one float32 ``(sum(lengths), dim)`` array, text after text in input order,
+        and the int64 ``lengths`` (token rows per text).
+
+        The texts are tokenised once, then encoded in batches of ``batch_size`` sorted by their token count
+        (longest first), so a batch pads only up to its own longest text; each batch's rows are scattered straight
+        to their place in the output. Batches are right-padded (as the tokenizers of both encoders pad) and the
+        attention mask hides the padding, so a text's rows do not depend on its batch-mates (up to float32
+        rounding of the differently shaped matrix products, ~1e-6).
+        """
         import torch
 
         texts = [str(t) for t in texts]
-        out: list[np.ndarray | None] = [None] * len(texts)
-        # longest first: batches of similar lengths pad less
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        with torch.no_grad():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
-                enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-                hidden = self.model(**enc).last_hidden_state.float().cpu().numpy()
-                mask = enc["attention_mask"].bool().cpu().numpy()
-                for row, i in enumerate(idx):
-                    out[i] = np.ascontiguousarray(hidden[row][mask[row]], dtype=np.float32)
-        return out  # type: ignore[return-value]
+        if not texts:  # the tokenizer refuses an empty list
+            return np.empty((0, self.dim), np.float32), np.empty(0, np.int64)
+        tok = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_attention_mask=False)
+        ids = tok["input_ids"]
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        flat = {"input_ids": _flatten(ids, int(lengths.sum()))}
+        if "token_type_ids" in tok:
+            flat["token_type_ids"] = _flatten(tok["token_type_ids"], int(lengths.sum()))
+        pad_id = self.tokenizer.pad_token_id
+        pad = {"input_ids": 0 if pad_id is None else int(pad_id), "token_type_ids": self.tokenizer.pad_token_type_id}
+        out = np.empty((int(lengths.sum()), self.dim), dtype=np.float32)
+        # longest first (ties keep input order, so the batches are deterministic); texts without tokens have no
+        # rows to compute and are left out (write_chunk names them)
+        order = np.argsort(-lengths, kind="stable")
+        order = order[lengths[order] > 0]
+        cols = np.arange(int(lengths.max()), dtype=np.int64)
+        with torch.inference_mode():
+            for first in range(0, len(order), self.batch_size):
+                idx = order[first : first + self.batch_size]
+                width = int(lengths[idx[0]])  # the batch's longest text (sorted)
+                mask = cols[:width] < lengths[idx, None]  # (batch, width), True on real tokens
+                src = (starts[idx, None] + cols[:width])[mask]  # their positions in the flat token arrays
+                batch = {"attention_mask": torch.from_numpy(mask.astype(np.int64)).to(self.device)}
+                for key, values in flat.items():
+                    padded = np.full(mask.shape, pad[key], dtype=np.int64)
+                    padded[mask] = values[src]
+                    batch[key] = torch.from_numpy(padded).to(self.device)
+                hidden = self.model(**batch).last_hidden_state
+                # boolean indexing keeps row-major order: text by text, each text's tokens in order, as in ``src``
+                out[src] = hidden[torch.from_numpy(mask).to(hidden.device)].float().cpu().numpy()
+        return out, lengths
 
 
 class WordVectorEncoder:
@@ -182,6 +221,11 @@ class WordVectorEncoder:
 
     def describe(self) -> dict[str, Any]:
         return {**self.identity(), "device": "cpu"}
+
+
+def _flatten(rows: list[list[int]], total: int) -> np.ndarray:
+    """The tokenizer's per-text id lists as one int64 array (text after text)."""
+    return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=total)
 
 
 def _missing(path: Path, how: str) -> ConfigError:
