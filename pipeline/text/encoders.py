@@ -180,7 +180,8 @@ class HFTokenEncoder:
                     batch[key] = torch.from_numpy(padded).to(self.device)
                 hidden = self.model(**batch).last_hidden_state
                 # boolean indexing keeps row-major order: text by text, each text's tokens in order, as in ``src``
-                out[src] = hidden[torch.from_numpy(mask).to(hidden.device)].float().cpu().numpy()
+                # (in numpy: torch's boolean indexing on CPU costs ~30x more, a few ms per batch)
+                out[src] = hidden.float().cpu().numpy()[mask]
         return out, lengths
 
 
