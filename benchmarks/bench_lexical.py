@@ -3,8 +3,9 @@
 Prints one JSON object. Builds load -> pos -> dictionary -> masked on the data set's train file into a temporary
 run directory (or uses ``--run DIR``, a finished build-negatives run), then times the backend's construction
 (tagged D, attested pairs, MiniLM word vectors, candidate rankings) and two passes of ``fill_batch`` over every
-query (cold: first pass fills the per-context caches; warm: second pass). Records the machine's load, since
-the shared development machine runs other work. Usage:
+query (cold: first pass fills the per-context caches; warm: second pass). Reports wall-clock rates and CPU-time
+rates (queries per CPU second of this process, ``time.process_time``) with the load average before and after:
+on a shared machine the wall rate moves with the load, the CPU-time rate much less. Usage:
     python benchmarks/bench_lexical.py [--dataset charades-cg] [--run DIR] [--limit N]
 """
 
@@ -62,20 +63,24 @@ def main() -> None:
                                 "query": queries["query"].tolist()},
                                {c: masked[c].tolist() for c in masked.columns}, n_levels, MaskConfig().mask_token,
                                0, len(pos))
-        t0 = time.perf_counter()
+        load_before = os.getloadavg()[0]
+        t0, c0 = time.perf_counter(), time.process_time()
         backend = LexicalBackend.from_run(d, out)
-        build_s = time.perf_counter() - t0
-        timings = []
+        build_s, build_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+        timings, cpu = [], []
         for _ in range(2):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             responses = asyncio.run(backend.fill_batch(reqs))
             timings.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
         invalid = sum(not f.valid for r in responses for f in r.fills)
     print(json.dumps({
         "bench": "lexical_backend", "dataset": args.dataset, "queries": len(reqs), "levels": n_levels,
-        "prepare_s": round(prepare_s, 2), "build_s": round(build_s, 2),
+        "prepare_s": round(prepare_s, 2), "build_s": round(build_s, 2), "build_cpu_s": round(build_cpu_s, 2),
         "cold_queries_per_s": round(len(reqs) / timings[0], 1), "warm_queries_per_s": round(len(reqs) / timings[1], 1),
-        "invalid_rows": invalid, "cpu_count": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2),
+        "cold_queries_per_cpu_s": round(len(reqs) / cpu[0], 1), "warm_queries_per_cpu_s": round(len(reqs) / cpu[1], 1),
+        "invalid_rows": invalid, "cpu_count": os.cpu_count(), "loadavg_1m_before": round(load_before, 2),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
         "python": platform.python_version(), "device": "cpu",
     }))
 

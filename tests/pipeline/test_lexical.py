@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 
 from pipeline import stages, tables
 from pipeline.backends.base import FillRequest, MaskedLevel
-from pipeline.backends.lexical import LexicalBackend, attested_pairs, heuristic_heads
+from pipeline.backends.lexical import _BAND_CAP, _WIDEN, BANDS, LexicalBackend, attested_pairs, heuristic_heads
 from pipeline.config import BackendConfig, DictionaryConfig, MaskConfig, PosConfig
 from pipeline.nlp import load_nlp
 from pipeline.quality.measures import mask_tokens, norm_text, score_row
@@ -141,3 +142,69 @@ def test_unknown_option_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="min_count and pair_min_count"):
         LexicalBackend.from_run(pd.DataFrame(columns=["word", "primitive", "count"]), tmp_path, options={"bands": 3})
 
+
+
+def _pair_by_pair(backend: LexicalBackend, key, level, reqs, avoid=None) -> list[str]:
+    """The accepted words by their definition, one attested pair at a time (what ``lexical_index``'s lemma sets,
+    band tables and subject orders must reproduce exactly)."""
+    ranked = backend._ranking(*key)
+    n = len(ranked)
+    lo, hi = BANDS.get(level, BANDS[3])
+    a, b = int(lo * n), max(int(lo * n) + 1, math.ceil(hi * n))
+    band = ranked[a:b]
+    if len(band) > _BAND_CAP:
+        band = band[:: -(-len(band) // _BAND_CAP)]
+    subject, as_dependent, as_head, can_take = reqs
+
+    def fits(w: str) -> bool:
+        lw = backend.lemma_of.get(w, w)
+        if subject and (lw not in backend.subjects or (backend.subject_ok is not None and w.lower() not in backend.subject_ok)):
+            return False
+        if any(((k, lw, h) if k == "an" else (k, h, lw)) not in backend.pairs for k, h in as_dependent):
+            return False
+        if any(((k, d, lw) if k == "an" else (k, lw, d)) not in backend.pairs for k, d in as_head):
+            return False
+        return all((k, lw) in backend.objects for k in can_take) and (avoid is None or lw not in avoid)
+
+    good = [w for w in band if fits(w)]
+    if good:
+        return good
+    for step in range(1, (n if subject else _WIDEN) + 1):
+        for i in (a - step, b - 1 + step):
+            if 0 <= i < n and fits(ranked[i]):
+                return [ranked[i]]
+    return band if avoid is None else []
+
+
+def test_lookup_tables_match_the_pair_by_pair_definition_in_any_order(runs):
+    """The fill path's caches (accepted words per context, lemma sets, bands, subject orders) give the words the
+    pair-by-pair definition gives, and the same negatives whatever order and chunks the queries come in."""
+    neg, out = runs["a"]
+    pos = tables.read_table(out / "pos.parquet", tables.POS, columns=["qid", "tokens"])
+    queries = tables.read_table(out / "queries.parquet", tables.QUERIES, columns=["qid", "query", "vid"])
+    masked = tables.read_table(out / "masked.parquet", tables.MASKED)
+    reqs = stages._requests({"qid": pos["qid"].tolist(), "tokens": pos["tokens"].tolist(),
+                             "query": queries["query"].tolist()}, {c: masked[c].tolist() for c in masked.columns},
+                            len(masked) // len(pos), MaskConfig().mask_token, 0, len(pos))
+    backend = LexicalBackend.from_run(tables.read_table(out / "dictionary.parquet", tables.DICTIONARY), out)
+    asked: set[tuple] = set()
+    cached = backend._accepted_cached
+
+    def record(key, level, r):
+        asked.add((key, level, r))
+        return cached(key, level, r)
+
+    backend._accepted_cached = record
+    # reversed, in uneven chunks: every cache is filled in another order than the stage's run filled it
+    got = {}
+    for start in range(len(reqs), 0, -37):
+        for resp in asyncio.run(backend.fill_batch(list(reversed(reqs[max(start - 37, 0):start])))):
+            got.update({(resp.qid, f.level): f.negative for f in resp.fills})
+    assert got == {(q, lv): n for q, lv, n in zip(neg["qid"], neg["level"], neg["negative"])}
+    assert len(asked) > 300 and any(r[0] for _, _, r in asked) and any(r[2] for _, _, r in asked)
+    video = max(backend.video_lemmas.values(), key=len)
+    for key, level, r in sorted(asked):
+        words, lemmas = backend._accepted(key, level, r)
+        assert words == _pair_by_pair(backend, key, level, r), (key, level, r)
+        assert lemmas == [backend.lemma_of.get(w, w) for w in words]
+        assert backend._accepted(key, level, r, video)[0] == _pair_by_pair(backend, key, level, r, video), (key, level, r)
