@@ -82,7 +82,8 @@ def _measure(kind: str, run: str, batch_size: int, threads: int, queue: Any) -> 
     if kind == "pipeline":  # cleaning up is not the stage's work
         shutil.rmtree(store_dir(Path(run), "minilm"), ignore_errors=True)
         shutil.rmtree(Path(run) / ".chunks", ignore_errors=True)
-    queue.put({"texts": len(texts), "load_s": round(load_s, 3), "encode_s": round(encode_s, 3), "cpu_s": round(cpu_s, 3),
+    queue.put({"texts": len(texts), "load_s": round(load_s, 3), "encode_s": round(encode_s, 3),
+               "cpu_s": round(cpu_s, 3),
                "texts_per_s": round(len(texts) / encode_s, 1), "peak_rss_mb_after_load": round(rss_loaded, 1),
                "peak_rss_mb": round(_maxrss_mb(), 1), "encode_added_mb": round(_maxrss_mb() - rss_loaded, 1)})
 
@@ -129,7 +130,8 @@ def main() -> None:
         "pair_ratios": [round(x, 3) for x in pairs],
         "pipeline": best["pipeline"], "sentence_transformers": best["sentence_transformers"],
         "all_runs": results,
-        "cpu_count": os.cpu_count(), "load_avg_1m_start": round(load_start, 2), "load_avg_1m": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(),
+        "load_avg_1m_start": round(load_start, 2), "load_avg_1m": round(os.getloadavg()[0], 2),
         "versions": {"torch": torch.__version__, "sentence_transformers": sentence_transformers.__version__,
                      "python": platform.python_version()},
     }))

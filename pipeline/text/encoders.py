@@ -172,7 +172,7 @@ class HFTokenEncoder:
                 idx = order[first : first + self.batch_size]
                 width = int(lengths[idx[0]])  # the batch's longest text (sorted)
                 mask = cols[:width] < lengths[idx, None]  # (batch, width), True on real tokens
-                src = (starts[idx, None] + cols[:width])[mask]  # their positions in the flat token arrays
+                src = (starts[idx, None] + cols[:width])[mask]  # positions in the flat token arrays = rows of out
                 batch = {"attention_mask": torch.from_numpy(mask.astype(np.int64)).to(self.device)}
                 for key, values in flat.items():
                     padded = np.full(mask.shape, pad[key], dtype=np.int64)

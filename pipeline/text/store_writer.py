@@ -78,9 +78,9 @@ def _encoded_rows(encoder: TextEncoder, entries: list[TextEntry]) -> tuple[np.nd
     if not finite.all():  # the entry holding the first non-finite row
         bad = np.union1d(bad, np.searchsorted(np.cumsum(lengths), np.flatnonzero(~finite)[:1], side="right"))
     if len(bad):
-        e = entries[int(bad[0])]
-        raise DataError(f"encoder {encoder.name} returned features of shape ({int(lengths[bad[0]])}, {rows.shape[1]}) "
-                        f"for ({e.qid!r}, {e.variant!r}) with {'no rows' if lengths[bad[0]] < 1 else 'non-finite values'}; "
+        e, n = entries[int(bad[0])], int(lengths[bad[0]])
+        raise DataError(f"encoder {encoder.name} returned features of shape ({n}, {rows.shape[1]}) for ({e.qid!r}, "
+                        f"{e.variant!r}) with {'no rows' if n < 1 else 'non-finite values'}; "
                         f"expected (n>=1, {encoder.dim}) finite values")
     return rows, lengths
 
