@@ -24,6 +24,7 @@ import json
 import logging
 import re
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -64,6 +65,8 @@ def register_stage(name: str, inputs: Sequence[str]) -> None:
 
 def stage_logger() -> logging.Logger | logging.LoggerAdapter:
     """Prefect's run logger inside a flow or task run, a plain module logger elsewhere."""
+    if "prefect" not in sys.modules:  # no flow or task run without prefect loaded; importing it costs seconds
+        return logging.getLogger("shine.pipeline")
     try:
         from prefect.exceptions import MissingContextError
         from prefect.logging import get_run_logger

@@ -31,3 +31,28 @@ def test_chunk_lines_carry_rate_and_eta(neg_run: Path, caplog: pytest.LogCapture
     assert [int(m.group(2)) for m in matches] == [4, 8, 12]
     assert int(matches[0].group(3)) > 0
     assert matches[-1].group(4) == "0s"  # nothing left after the last chunk
+
+
+def test_stages_outside_a_flow_do_not_import_prefect() -> None:
+    """A stage called as a library function (the benchmarks, a notebook) logs to the plain logger without loading
+    Prefect (seconds of imports); inside a flow run it gets Prefect's run logger, which needs Prefect loaded anyway."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pipeline.resume import stage_logger; log = stage_logger(); "
+            "assert 'prefect' not in sys.modules, 'prefect imported'; print(log.name)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "shine.pipeline"
+
+
+def test_stage_logger_is_prefects_run_logger_in_a_flow(prefect_harness) -> None:
+    from prefect import flow
+
+    from pipeline.resume import stage_logger
+
+    @flow
+    def probe() -> str:
+        return type(stage_logger()).__name__
+
+    assert probe() == "PrefectLogAdapter"
