@@ -154,6 +154,10 @@ class CandidateTables:
         self._near: dict[tuple, frozenset[str]] = {}
         self._subject_ranks: dict[tuple, list[int]] = {}
 
+    def _bounds(self, ranked: list[str], level: int) -> tuple[int, int]:
+        """[a, b) of the level's band in ``ranked``; levels past the last band use the last (farthest) one."""
+        return band_bounds(len(ranked), *self.bands.get(level, self.bands[max(self.bands)]))
+
     def band(self, key: tuple[str, str, str], ranked: list[str],
              level: int) -> tuple[int, int, list[str], list[str], frozenset[str]]:
         """(a, b, words, lemmas, lemma set) of the level's band of ``ranked`` (the ranking of ``key``): ranks
@@ -162,8 +166,7 @@ class CandidateTables:
         bkey = (key, level)
         out = self._bands.get(bkey)
         if out is None:
-            lo, hi = self.bands.get(level, self.bands[max(self.bands)])
-            a, b = band_bounds(len(ranked), lo, hi)
+            a, b = self._bounds(ranked, level)
             # ranked[a:b], every k-th word when longer than cap (one slice: no copy of a long band)
             size = min(b, len(ranked)) - a
             words = ranked[a:b:-(-size // self.cap)] if size > self.cap else ranked[a:b]
@@ -177,7 +180,7 @@ class CandidateTables:
         nkey = (key, level)
         out = self._near.get(nkey)
         if out is None:
-            a, b = band_bounds(len(ranked), *self.bands.get(level, self.bands[max(self.bands)]))
+            a, b = self._bounds(ranked, level)
             near = ranked[max(a - widen, 0):a] + ranked[b:b + widen]
             out = self._near[nkey] = frozenset(map(self.lemma_of.get, near, near))
         return out
@@ -189,7 +192,7 @@ class CandidateTables:
         skey = (key, level)
         out = self._subject_ranks.get(skey)
         if out is None:
-            a, b = band_bounds(len(ranked), *self.bands.get(level, self.bands[max(self.bands)]))
+            a, b = self._bounds(ranked, level)
             steps = [(a - i, 0, i) if i < a else (i - b + 1, 1, i)
                      for i, w in enumerate(ranked) if w in subject_words and not a <= i < b]
             out = self._subject_ranks[skey] = [i for _, _, i in sorted(steps)]
