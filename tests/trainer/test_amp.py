@@ -15,7 +15,7 @@ from trainer.data.collate import Batch, Collator
 from trainer.data.dataset import GroundingItem
 from trainer.engine import _forward, total_loss, train_step
 from trainer.errors import ConfigError
-from trainer.models.layers import Dropout
+from trainer.models.layers import Dropout, PReLU
 
 #: bf16 keeps 8 bits of mantissa (~0.4 % per rounding); through two encoder and two decoder layers the losses
 #: of this model stay within 3 % (relative, or 0.02 absolute for terms near 0) of fp32, measured ~1 %.
@@ -213,3 +213,34 @@ def test_fast_dropout_mask_is_seeded_and_takes_any_size() -> None:
     assert not torch.equal(a, drop(x))  # the generator moved on
     many = Dropout(0.3).train()(torch.ones(1001, 999))
     assert float((many == 0).float().mean()) == pytest.approx(0.3, abs=0.004)  # 1M draws: std 0.0005
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fast_prelu_equals_torch_prelu(dtype: torch.dtype) -> None:
+    """Same outputs and input gradients as torch's PReLU (exactly in fp32), the slope gradient to rounding."""
+    torch.manual_seed(0)
+    x = torch.randn(6, 33, 40).to(dtype)
+    x[0, 0, :5] = 0.0  # x == 0 takes the slope branch in both
+    grad = torch.randn_like(x)
+    ours, ref = PReLU(), torch.nn.PReLU()
+    with torch.no_grad():
+        ours.weight.fill_(0.3)
+        ref.weight.fill_(0.3)
+    outs, grads = [], []
+    for module in (ours, ref):
+        xi = x.clone().requires_grad_()
+        # torch's PReLU takes a bf16 input with its fp32 slope only under autocast (as in training)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            y = module(xi)
+        y.backward(grad)
+        outs.append(y)
+        grads.append((xi.grad, module.weight.grad))
+    assert outs[0].dtype == dtype and outs[0].shape == x.shape
+    exact = dtype == torch.float32  # in bf16 torch rounds the slope to bf16 first; ours multiplies in float
+    tol = {} if exact else {"rtol": 1e-2, "atol": 1e-2}
+    torch.testing.assert_close(outs[0], outs[1], **({"rtol": 0, "atol": 0} if exact else tol))
+    torch.testing.assert_close(grads[0][0], grads[1][0], **({"rtol": 0, "atol": 0} if exact else tol))
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-2 if not exact else 1e-5, atol=1e-3)
+    expected_w = (x.double().clamp(max=0) * grad.double()).sum()
+    assert float(grads[0][1]) == pytest.approx(float(expected_w), rel=1e-2)
+    assert list(ours.state_dict()) == ["weight"]
