@@ -15,7 +15,7 @@ from trainer.data.collate import Batch, Collator
 from trainer.data.dataset import GroundingItem
 from trainer.engine import _forward, total_loss, train_step
 from trainer.errors import ConfigError
-from trainer.models.layers import Dropout, PReLU
+from trainer.models.layers import Dropout, PReLU, cpu_keep_mask, scaled_keep_mask
 
 #: bf16 keeps 8 bits of mantissa (~0.4 % per rounding); through two encoder and two decoder layers the losses
 #: of this model stay within 3 % (relative, or 0.02 absolute for terms near 0) of fp32, measured ~1 %.
@@ -244,3 +244,15 @@ def test_fast_prelu_equals_torch_prelu(dtype: torch.dtype) -> None:
     expected_w = (x.double().clamp(max=0) * grad.double()).sum()
     assert float(grads[0][1]) == pytest.approx(float(expected_w), rel=1e-2)
     assert list(ours.state_dict()) == ["weight"]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_scaled_keep_mask_equals_the_keep_mask_times_its_scale(dtype: torch.dtype) -> None:
+    """The integer-built 16-bit multiplier has exactly the values of keep.to(dtype) * scale (same draws)."""
+    torch.manual_seed(11)
+    keep, scale = cpu_keep_mask((37, 129), 0.1)
+    torch.manual_seed(11)
+    values = scaled_keep_mask((37, 129), 0.1, dtype)
+    assert values.dtype == dtype and values.shape == (37, 129)
+    assert torch.equal(values, keep.to(dtype) * torch.tensor(scale, dtype=dtype))
+    assert set(values.unique().tolist()) == {0.0, float(torch.tensor(scale, dtype=dtype))}

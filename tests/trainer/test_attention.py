@@ -25,7 +25,7 @@ def test_training_path_equals_torch_attention_when_the_mask_keeps_everything(mon
     ours, ref = _pair(0.1)
     assert list(ours.state_dict()) == list(ref.state_dict())  # official names: in_proj_weight, out_proj.*
     assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), ref.state_dict().values()))
-    monkeypatch.setattr(attention, "cpu_keep_mask", lambda shape, p: (torch.ones(shape, dtype=torch.bool), 1.0))
+    monkeypatch.setattr(attention, "scaled_keep_mask", lambda shape, p, dtype: torch.ones(shape, dtype=dtype))
     torch.manual_seed(1)
     x = torch.randn(3, 7, 32)
     kv = x if self_attention else torch.randn(3, 5, 32)

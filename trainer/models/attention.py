@@ -4,7 +4,7 @@
 mask with ``bernoulli_`` (a scalar sampler per element): at the official sizes SHINE's encoder passes draw
 about 30 M such elements a step, 4 % of a bf16 step on one thread. On CPU in training this module computes the
 same attention itself (softmax of scaled scores, padded keys at -inf, dropout on the weights, weights @ values)
-with the trainer's 16-bit dropout mask (:func:`trainer.models.layers.cpu_keep_mask`), batch-first throughout
+with the trainer's 16-bit dropout mask (:func:`trainer.models.layers.scaled_keep_mask`), batch-first throughout
 (no transposes to sequence-first). Evaluation, CUDA and every other call keep torch's own path.
 Parameter names (``in_proj_weight``, ``in_proj_bias``, ``out_proj.*``) are unchanged, so checkpoints load as
 before.
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainer.models.layers import cpu_keep_mask
+from trainer.models.layers import scaled_keep_mask
 
 __all__ = ["MultiheadAttention"]
 
@@ -55,7 +55,6 @@ class MultiheadAttention(nn.MultiheadAttention):
         if key_padding_mask is not None:
             scores = scores.masked_fill(key_padding_mask[:, None, None, :].to(torch.bool), float("-inf"))
         weights = torch.softmax(scores, dim=-1)
-        keep, scale = cpu_keep_mask(weights.shape, self.dropout)
-        weights = weights * keep.to(weights.dtype).mul_(scale)
+        weights = weights * scaled_keep_mask(weights.shape, self.dropout, weights.dtype)
         out = torch.matmul(weights, v).transpose(1, 2).reshape(b, lq, e)
         return self.out_proj(out)

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Dropout", "PReLU", "MLP", "LinearLayer", "inverse_sigmoid", "make_activation", "input_projection"]
+__all__ = ["Dropout", "PReLU", "cpu_keep_mask", "scaled_keep_mask", "MLP", "LinearLayer", "inverse_sigmoid",
+           "make_activation", "input_projection"]
 
 
 #: the CPU mask's resolution: each element draws 16 random bits, so the drop probability is ``p`` rounded to 2**-16
@@ -32,8 +33,7 @@ class Dropout(nn.Dropout):
             return super().forward(x)
         if self.p >= 1.0:
             return x * 0.0
-        keep, scale = cpu_keep_mask(x.shape, self.p)
-        return x * keep.to(x.dtype).mul_(scale)
+        return x * scaled_keep_mask(x.shape, self.p, x.dtype)
 
 
 def cpu_keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[Tensor, float]:
@@ -49,6 +49,21 @@ def cpu_keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[Tensor
     # a 0-dim int16 threshold keeps the comparison in int16 (a Python int takes a slower path)
     threshold = torch.tensor(drop - _MASK_LEVELS // 2, dtype=torch.int16)
     return lanes.ge(threshold), _MASK_LEVELS / (_MASK_LEVELS - drop)
+
+
+def scaled_keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype) -> Tensor:
+    """The dropout multiplier of ``shape`` in ``dtype``: 1 / P(keep) where :func:`cpu_keep_mask` keeps, else 0.
+
+    Converting a bool tensor to a float type is a slow scalar loop on CPU; its bytes read as uint8 convert fast.
+    For 16-bit types the values are built as integers (keep * the bit pattern of the scale) and reinterpreted,
+    which halves the cost in bf16; the values are exactly those of ``keep.to(dtype) * scale``.
+    """
+    keep, scale = cpu_keep_mask(shape, p)
+    ones = keep.view(torch.uint8)
+    if dtype in (torch.bfloat16, torch.float16):
+        pattern = torch.tensor([scale], dtype=dtype).view(torch.int16)[0]
+        return ones.to(torch.int16).mul_(pattern).view(dtype)
+    return ones.to(dtype).mul_(scale)
 
 
 class PReLU(nn.PReLU):
