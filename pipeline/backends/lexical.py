@@ -22,11 +22,10 @@ order or the rest of the run.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from itertools import compress
-from operator import not_
+from hashlib import blake2b
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +33,10 @@ import pandas as pd
 import torch
 
 from pipeline import tables
-from pipeline.backends.base import FillRequest, FillResponse, LevelFill, detokenize, fill_tokens
+from pipeline.backends.base import FillRequest, FillResponse, LevelFill
 from pipeline.backends.lexical_index import (CandidateTables, Compositions, _facts, _no_cycle_collection,
-                                             attested_pairs, heuristic_heads)
+                                             _pick, _same_outside, attested_pairs, detok_pieces, fill_pieces,
+                                             heuristic_heads, norm_text_fast, select)
 from pipeline.backends.lexical_probe import NOUN_TAGS, drop_near_duplicates, probe_contexts, tag_stable_words
 from pipeline.dictionary import build_tagged_dictionary
 from pipeline.errors import ConfigError, DataError
@@ -145,9 +145,9 @@ class LexicalBackend:
         self.compositions = Compositions(self.pairs, self.subjects, self.subject_ok, self.lemma_of,
                                          {w for ws in self.groups.values() for w in ws})
         self.tables = CandidateTables(self.lemma_of, BANDS, _BAND_CAP)
-        from pipeline.quality.measures import norm_text
-
-        self._norm_text = norm_text
+        #: requirement tuple -> its number in ``_cache``'s keys
+        self._rids: dict[tuple, int] = {}
+        self._cache = {}
 
     @classmethod
     def from_run(cls, dictionary: pd.DataFrame, workdir: Path, seed: int = 0, model: str = "minilm",
@@ -240,111 +240,106 @@ class LexicalBackend:
         then unattested). With ``avoid`` (lemmas), only words outside it, and empty lists when there are none.
         ``reqs``: (subject slot?, ((kind, head lemma),), ((kind, dependent lemma), ...), (kind a dependent still
         to be drawn needs, ...)), checked against ``lexical_index``'s lemma sets."""
-        ranked = self._ranking(*key)
-        a, b, band, blem, blemset = self.tables.band(key, ranked, level)
-        subject = reqs[0]
-        allowed = self.compositions.allowed(*reqs[1:])
-        if allowed is None and not subject and avoid is None:
-            return band, blem
-        # the band's lemmas that pass, as set operations (they walk the smaller set); then the band's words
-        ok = blemset if allowed is None else allowed & blemset
-        if avoid is not None:
-            ok = ok - avoid
-        subjects = self.compositions.subject_words
-        if ok and not subject and len(ok) == len(blemset):  # every band lemma passes
-            return band, blem
-        if ok:
-            good = ([k for k, (w, lw) in enumerate(zip(band, blem)) if lw in ok and w in subjects] if subject
-                    else [k for k, lw in enumerate(blem) if lw in ok])
-            if good:
-                return [band[k] for k in good], [blem[k] for k in good]
+        return self._select(key, level, reqs, avoid)[:2]
 
-        def fits(w: str) -> str | None:  # the word's lemma when it meets the requirements
-            lw = self.lemma_of.get(w, w)
-            return lw if (allowed is None or lw in allowed) and (avoid is None or lw not in avoid) else None
-
-        # a subject must stay someone who acts ("man", not "cupboard"): those words are few and near the original,
-        # so a subject looks through the whole ranking (its subject words only) rather than _WIDEN ranks around
-        if subject:
-            for i in self.tables.subject_ranks(key, ranked, level, subjects):
-                if (lw := fits(ranked[i])) is not None:
-                    return [ranked[i]], [lw]
-        elif (allowed is None or not allowed.isdisjoint(self.tables.near_lemmas(key, ranked, level, _WIDEN))) and (
-                avoid is None or not self.tables.near_lemmas(key, ranked, level, _WIDEN) <= avoid):
-            n = len(ranked)
-            for step in range(1, _WIDEN + 1):
-                if a - step < 0 and b - 1 + step >= n:  # both sides past the ranking's ends
-                    break
-                for i in (a - step, b - 1 + step):
-                    if 0 <= i < n and (lw := fits(ranked[i])) is not None:
-                        return [ranked[i]], [lw]
-        return (band, blem) if avoid is None else ([], [])
+    def _select(self, key: tuple[str, str, str], level: int, reqs: tuple,
+                avoid: set[str] | None = None) -> tuple[list[str], list[str], frozenset[str] | None]:
+        """``_accepted`` and, when it is the band's, the band's lemma set (``lexical_index.select``)."""
+        ranked = self._ranked.get(key)
+        return select(self.tables, self.compositions, key, self._ranking(*key) if ranked is None else ranked, level,
+                      reqs, avoid, _WIDEN)
 
     def _accepted_cached(self, key: tuple[str, str, str], level: int,
                          reqs: tuple) -> tuple[list[str], list[str], frozenset[str]]:
         """``_accepted`` without ``avoid`` and its lemma set, once per (word, primitive, tag, level, requirements):
         contexts repeat."""
-        ck = (*key, level, reqs)
-        hit = self._cache.get(ck)
-        if hit is None:
-            words, lemmas = self._accepted(key, level, reqs)
-            hit = self._cache[ck] = (words, lemmas, frozenset(lemmas))
+        rid = self._rids.get(reqs)
+        if rid is None:
+            rid = self._rids[reqs] = len(self._rids)
+        hit = self._cache.get(ck := (*key, level, rid))
+        return self._remember(ck, reqs) if hit is None else hit
+
+    def _remember(self, ck: tuple, reqs: tuple) -> tuple[list[str], list[str], frozenset[str]]:
+        """Compute and cache the ``_accepted_cached`` entry of ``ck`` = (word, primitive, tag, level, number of
+        ``reqs``)."""
+        words, lemmas, lemset = self._select(ck[:3], ck[3], reqs)
+        hit = self._cache[ck] = (words, lemmas, frozenset(lemmas) if lemset is None else lemset)
         return hit
 
     def _fill_level(self, lv: Any, facts: tuple, attempt: int, seen: set[str], prefix: str) -> list[str] | None:
         """One draw of the level's words (``prefix``: the query's part of the draw hash), or None when a mask has
         no candidate; ``seen``: the content lemmas of the query's video."""
         _, dep, tag, lem, heads, kids, kinds, subj = facts
-        masked = set(lv.positions)
-        # the lemma at each position: the query's, or the drawn word's once drawn
-        lemma = list(lem)
+        positions, prims, originals, level = lv.positions, lv.primitives, lv.original_words, lv.level
+        cache, rids = self._cache, self._rids
+        single = len(prims) == 1 and len(positions) == 1  # most levels: no other mask to agree with
+        masked = positions if single else set(positions)
+        # the lemma at each position: the query's, or the drawn word's once drawn (read only with several masks)
+        lemma = lem if single else list(lem)
         chosen: dict[int, str] = {}
-        prims = lv.primitives
-        order = (range(1) if len(prims) == 1 else
-                 sorted(range(len(prims)), key=lambda k: (_PRIM_ORDER.get(prims[k], 9), lv.positions[k])))
+        # masks by primitive, then position
+        order = range(1) if single else sorted(
+            range(len(prims)), key=list(zip(map(_PRIM_ORDER.get, prims, repeat(9)), positions)).__getitem__)
+        draw_prefix = f"{prefix}{level!s}|"  # every draw hashes "seed|qid|level|position|attempt"
         for k in order:
-            i, orig, prim = lv.positions[k], lv.original_words[k].lower(), prims[k]
+            i = positions[k]
             # the compositions this word enters: with its head (object of a verb / preposition, adjective of a
             # noun) and with its dependents; a masked dependent not chosen yet only needs the word to take one
             h = heads[i]
             as_dependent = ((kinds[i], lemma[h]),) if h >= 0 and (h not in masked or h in chosen) else ()
-            as_head, can_take = [], []
-            for j in kids[i]:
-                if j in masked and j not in chosen:
-                    if dep[j] != "amod":
-                        can_take.append(kinds[j])
-                else:
-                    as_head.append((kinds[j], lemma[j]))
-            reqs = (subj[i], as_dependent, tuple(as_head), tuple(can_take))
-            key = (orig, prim, tag[i])
-            accepted, lemmas, lemma_set = self._accepted_cached(key, lv.level, reqs)
+            if kids[i]:
+                as_head, can_take = [], []
+                for j in kids[i]:
+                    if j in masked and j not in chosen:
+                        if dep[j] != "amod":
+                            can_take.append(kinds[j])
+                    else:
+                        as_head.append((kinds[j], lemma[j]))
+                reqs = (subj[i], as_dependent, tuple(as_head), tuple(can_take))
+            else:
+                reqs = (subj[i], as_dependent, (), ())
+            # the cache key names the requirements by number: a flat tuple hashes and compares fast, and the
+            # cache holds one requirements tuple per distinct requirement rather than one per context
+            rid = rids.get(reqs)
+            if rid is None:
+                rid = rids[reqs] = len(rids)
+            hit = cache.get(ck := (originals[k].lower(), prims[k], tag[i], level, rid))
+            accepted, lemmas, lemma_set = self._remember(ck, reqs) if hit is None else hit
             if not accepted:
                 return None
             if attempt >= _MAX_ATTEMPTS // 2:  # the attested words only gave positives: any word of the band
-                accepted, lemmas, lemma_set = self._accepted_cached(key, lv.level, (False, (), (), ()))
-            unseen = accepted
-            if not seen.isdisjoint(lemma_set):  # the words whose lemma the video does not show (a C-level filter)
-                unseen = list(compress(accepted, map(not_, map(seen.__contains__, lemmas))))
-            if not unseen:  # look around the band for an attested word the video does not show, else for any
+                accepted, lemmas, lemma_set = self._accepted_cached(ck[:3], level, (False, (), (), ()))
+            draw = int.from_bytes(blake2b(f"{draw_prefix}{i!s}|{attempt!s}".encode(), digest_size=8).digest(), "little")
+            # the draw is among the words whose lemma the video does not show
+            shown = lemma_set & seen
+            word = (_pick(accepted, lemmas, shown, draw, len(lemmas) == len(lemma_set)) if shown
+                    else accepted[draw % len(accepted)])
+            if word is None:  # look around the band for an attested word the video does not show, else for any
                 # word it does not show: "opens" for "closes" when the video's other query opens the cabinet is a
                 # false negative, worse than an unattested composition
-                unseen = (self._accepted(key, lv.level, reqs, seen)[0]
-                          or self._accepted(key, lv.level, (reqs[0], (), (), ()), seen)[0] or accepted)
-            draw = hashlib.blake2b(f"{prefix}{lv.level!s}|{i!s}|{attempt!s}".encode(), digest_size=8).digest()
-            word = unseen[int.from_bytes(draw, "little") % len(unseen)]
-            chosen[i] = word = word.capitalize() if lv.original_words[k][:1].isupper() else word
+                unseen = (self._accepted(ck[:3], level, reqs, seen)[0]
+                          or self._accepted(ck[:3], level, (reqs[0], (), (), ()), seen)[0] or accepted)
+                word = unseen[draw % len(unseen)]
+            if originals[k][:1].isupper():
+                word = word.capitalize()
+            if single:
+                return [word]
+            chosen[i] = word
             lemma[i] = self.lemma_of.get(word, word)
-        return [chosen[i] for i in lv.positions]
+        return [chosen[i] for i in positions]
 
     def _fill_one(self, req: FillRequest) -> FillResponse:
-        norm_text = self._norm_text
         self._calls += 1
         facts = self.facts.get(req.qid)
         vid = self.vids.get(req.qid, "")
+        # the query as detokenize writes it, token by token: a level whose tokens are the query's outside its masks
+        # writes its negatives from these pieces (fill_pieces replaces every masked one)
+        toks = req.tokens
+        base = detok_pieces(toks)
         # a negative may equal neither a query of the video nor the original or a lower level's negative
-        positives, taken = self.positives.get(vid, set()), {norm_text(detokenize(req.tokens))}
+        positives, taken = self.positives.get(vid, set()), {norm_text_fast("".join(base))}
         seen = self.video_lemmas.get(vid, set())
-        prefix = f"{self.seed!s}|{req.qid!s}|"  # every draw hashes "seed|qid|level|position|attempt"
+        prefix = f"{self.seed!s}|{req.qid!s}|"
         fills = []
         for lv in req.levels:
             reasons: list[str] = []
@@ -355,13 +350,14 @@ class LexicalBackend:
             elif not lv.positions:
                 reasons.append("no maskable words in the query")
             else:
+                pieces = base if _same_outside(lv.tokens, toks, lv.positions) else detok_pieces(lv.tokens)
                 for attempt in range(_MAX_ATTEMPTS):
                     words = self._fill_level(lv, facts, attempt, seen, prefix)
                     if words is None:
                         reasons.append(f"no word in D with the tags of {list(lv.original_words)}")
                         break
-                    negative = fill_tokens(lv.tokens, lv.positions, words)
-                    normed = norm_text(negative)
+                    negative = fill_pieces(pieces, lv.positions, words)
+                    normed = norm_text_fast(negative)
                     if normed not in taken and normed not in positives:
                         break
                 else:

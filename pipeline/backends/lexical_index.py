@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import gc
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import compress
+from operator import and_, not_
 from typing import Optional
 
 from pipeline.backends.lexical_probe import subject_slot
 
-__all__ = ["Compositions", "CandidateTables", "band_bounds", "attested_pairs", "heuristic_heads"]
+__all__ = ["Compositions", "CandidateTables", "band_bounds", "attested_pairs", "heuristic_heads", "detok_pieces",
+           "fill_pieces", "norm_text_fast", "select"]
 
 _OBJ_DEPS = frozenset({"dobj", "obj"})
 
@@ -96,6 +100,96 @@ def _no_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
+#: tokens ``detokenize`` writes with no space before them
+_ATTACHED = frozenset({".", ","})
+#: ``norm_text``'s rule: no whitespace before these
+_PUNCT_AFTER_SPACE = re.compile(r"\s+([.,!?;:])")
+
+
+def detok_pieces(tokens: Sequence[str]) -> list[str]:
+    """``tokens`` as ``detokenize`` writes them, one string per token with the space before it: a filled sentence
+    is then the pieces with the masks' pieces replaced, joined (``fill_pieces``), not a walk over every token
+    per draw. ``"".join(detok_pieces(t)) == detokenize(t)``.
+
+    >>> detok_pieces(["person", "opens", "the", "door", "."])
+    ['person', ' opens', ' the', ' door', '.']
+    """
+    out = [t if t in _ATTACHED else " " + t for t in tokens]
+    if out:  # the first token never has a space before it
+        out[0] = tokens[0]
+    return out
+
+
+def fill_pieces(pieces: list[str], positions: Sequence[int], words: Sequence[str]) -> str:
+    """``fill_tokens(tokens, positions, words)`` from ``detok_pieces(tokens)`` (same string, same IndexError for a
+    position outside the tokens).
+
+    >>> fill_pieces(detok_pieces(["a", "<mask>", "opens", "."]), [1], ["dog"])
+    'a dog opens.'
+    """
+    out = pieces.copy()
+    first = -len(out)  # a negative position names the same token as position + len
+    for p, w in zip(positions, words):
+        out[p] = w if p == 0 or p == first or w in _ATTACHED else " " + w
+    return "".join(out)
+
+
+def norm_text_fast(text: str) -> str:
+    """``pipeline.quality.measures.norm_text`` without the ``re`` module's per-call overhead: after the split and
+    join every whitespace is one " " (``str.split`` and the pattern's ``\\s`` both take ``str.isspace``'s
+    whitespace), so the pattern matches exactly when one of " .", " ,", " !", " ?", " ;", " :" occurs, and
+    is only run then.
+
+    >>> norm_text_fast("Person  opens the door ."), norm_text_fast("Hi , you !")
+    ('person opens the door', 'hi, you!')
+    """
+    s = " ".join(text.lower().split())
+    if " ." in s or " ," in s or " !" in s or " ?" in s or " ;" in s or " :" in s:
+        s = _PUNCT_AFTER_SPACE.sub(r"\1", s)
+    return s.rstrip(".").strip()
+
+
+def _pick(words: list[str], lemmas: list[str], shown: Iterable[str], draw: int, unique: bool) -> Optional[str]:
+    """``unseen[draw % len(unseen)]`` for ``unseen``, the words (in order) whose lemma is not in ``shown`` (lemmas
+    of ``lemmas``; ``unique``: no lemma is there twice), or None when there are none: the draw's rank is moved
+    past each excluded index at or below it, so the filtered list is never built (``shown`` is a lemma or two,
+    the words up to ``_BAND_CAP``).
+
+    >>> _pick(["a", "b", "c", "d"], ["x", "y", "x", "z"], {"x"}, 3, False), _pick(["a", "b"], ["x", "y"], {"x"}, 5, True)
+    ('d', 'b')
+    """
+    if unique:
+        out = sorted(map(lemmas.index, shown))
+    else:
+        out = []
+        for lw in shown:
+            j = -1
+            for _ in range(lemmas.count(lw)):
+                j = lemmas.index(lw, j + 1)
+                out.append(j)
+        out.sort()
+    left = len(words) - len(out)
+    if not left:
+        return None
+    r = draw % left
+    for j in out:
+        if j > r:
+            break
+        r += 1
+    return words[r]
+
+
+def _same_outside(tokens: Sequence[str], query: Sequence[str], positions: Sequence[int]) -> bool:
+    """Whether ``tokens`` are ``query``'s tokens except (perhaps) at ``positions``: then the query's
+    ``detok_pieces`` serve the level, whose masked pieces ``fill_pieces`` replaces."""
+    if len(tokens) != len(query):
+        return False
+    t = list(tokens)
+    for p in positions:
+        t[p] = query[p]
+    return t == list(query)
+
+
 def band_bounds(n: int, lo: float, hi: float) -> tuple[int, int]:
     """The [a, b) ranks of the band (``lo``, ``hi``) of ``n`` ranked words; never empty in rank space.
 
@@ -151,7 +245,7 @@ class CandidateTables:
     def __init__(self, lemma_of: Mapping[str, str], bands: Mapping[int, tuple[float, float]], cap: int) -> None:
         self.lemma_of, self.bands, self.cap = lemma_of, bands, cap
         self._bands: dict[tuple, tuple[int, int, list[str], list[str], frozenset[str]]] = {}
-        self._near: dict[tuple, frozenset[str]] = {}
+        self._near: dict[tuple, tuple[list[str], list[str], frozenset[str]]] = {}
         self._subject_ranks: dict[tuple, list[int]] = {}
 
     def _bounds(self, ranked: list[str], level: int) -> tuple[int, int]:
@@ -174,16 +268,54 @@ class CandidateTables:
             out = self._bands[bkey] = (a, b, words, lems, frozenset(lems))
         return out
 
-    def near_lemmas(self, key: tuple[str, str, str], ranked: list[str], level: int, widen: int) -> frozenset[str]:
-        """The lemmas of the ``widen`` ranks below and above the level's band: when none meets a mask's
-        requirements, the search around the band can stop before it starts."""
+    @staticmethod
+    def in_band(band: list[str], blem: list[str], blemset: frozenset[str], ok: frozenset[str],
+                subjects: Optional[frozenset[str]]) -> Optional[tuple[list[str], list[str]]]:
+        """The band's words (and lemmas), in band order, whose lemma is in ``ok`` (and, with ``subjects``, that
+        are subject words); None when there are none. A few lemmas each once in the band are found by index,
+        else one C-level scan of membership tests."""
+        if subjects is None and 4 * len(ok) < len(blem) == len(blemset):
+            idx = sorted(map(blem.index, ok))
+            return [band[j] for j in idx], [blem[j] for j in idx]
+        hits = map(ok.__contains__, blem)
+        flags = list(map(and_, hits, map(subjects.__contains__, band)) if subjects is not None else hits)
+        return (list(compress(band, flags)), list(compress(blem, flags))) if any(flags) else None
+
+    def near_hit(self, key: tuple[str, str, str], ranked: list[str], level: int, widen: int,
+                 allowed: Optional[frozenset[str]], avoid: Optional[set[str]]) -> Optional[tuple[str, str]]:
+        """(word, lemma) of the first word the search around the level's band meets (one rank below, one above,
+        two below, ..., ``widen`` steps; past the ranking's ends left out) whose lemma is in ``allowed`` (None:
+        any) and not in ``avoid`` (None: none); None when there is none. One of them is not None."""
         nkey = (key, level)
-        out = self._near.get(nkey)
-        if out is None:
+        near = self._near.get(nkey)
+        if near is None:
             a, b = self._bounds(ranked, level)
-            near = ranked[max(a - widen, 0):a] + ranked[b:b + widen]
-            out = self._near[nkey] = frozenset(map(self.lemma_of.get, near, near))
-        return out
+            below, above = list(range(a - 1, max(a - widen, 0) - 1, -1)), list(range(b, min(b + widen, len(ranked))))
+            m = min(len(below), len(above))  # steps with a rank on both sides; then the longer side goes on alone
+            order = [0] * (2 * m)
+            order[0::2], order[1::2] = below[:m], above[:m]
+            words = list(map(ranked.__getitem__, order + below[m:] + above[m:]))
+            lems = list(map(self.lemma_of.get, words, words))  # lemma_of.get(w, w) per word, in C
+            near = self._near[nkey] = (words, lems, frozenset(lems))
+        words, lems, lemset = near
+        # the lemma set says at once whether the search can find anything; the search is one C-level scan
+        if (allowed is not None and allowed.isdisjoint(lemset)) or (avoid is not None and lemset <= avoid):
+            return None
+        hits = (map(allowed.__contains__, lems) if avoid is None else  # type: ignore[union-attr]
+                map(not_, map(avoid.__contains__, lems)) if allowed is None else
+                map(and_, map(allowed.__contains__, lems), map(not_, map(avoid.__contains__, lems))))
+        k = next(compress(range(len(lems)), hits), None)
+        return None if k is None else (words[k], lems[k])
+
+    def subject_hit(self, key: tuple[str, str, str], ranked: list[str], level: int, subject_words: frozenset[str],
+                    allowed: Optional[frozenset[str]], avoid: Optional[set[str]]) -> Optional[tuple[str, str]]:
+        """``near_hit`` for a subject: the subject words of the whole ranking outside the band, in the order a
+        search stepping outwards from the band meets them (``subject_ranks``)."""
+        for i in self.subject_ranks(key, ranked, level, subject_words):
+            lw = self.lemma_of.get(ranked[i], ranked[i])
+            if (allowed is None or lw in allowed) and (avoid is None or lw not in avoid):
+                return ranked[i], lw
+        return None
 
     def subject_ranks(self, key: tuple[str, str, str], ranked: list[str], level: int,
                       subject_words: frozenset[str]) -> list[int]:
@@ -197,3 +329,32 @@ class CandidateTables:
                      for i, w in enumerate(ranked) if w in subject_words and not a <= i < b]
             out = self._subject_ranks[skey] = [i for _, _, i in sorted(steps)]
         return out
+
+
+def select(tables: CandidateTables, compositions: Compositions, key: tuple[str, str, str], ranked: list[str],
+           level: int, reqs: tuple, avoid: Optional[set[str]],
+           widen: int) -> tuple[list[str], list[str], Optional[frozenset[str]]]:
+    """The backend's ``_accepted`` (the words, in order, and their lemmas, for the level's band of ``ranked``, the
+    ranking of ``key``, under the requirements ``reqs``), with the band's lemma set when the band is the answer
+    (None otherwise): the cache keeps that set rather than build it again."""
+    a, b, band, blem, blemset = tables.band(key, ranked, level)
+    subject = reqs[0]
+    allowed = compositions.allowed(*reqs[1:])
+    if allowed is None and not subject and avoid is None:
+        return band, blem, blemset
+    # the band's lemmas that pass, as set operations (they walk the smaller set); then the band's words
+    ok = blemset if allowed is None else allowed & blemset
+    if avoid is not None:
+        ok = ok - avoid
+    subjects = compositions.subject_words
+    if ok and not subject and len(ok) == len(blemset):  # every band lemma passes
+        return band, blem, blemset
+    if ok and (found := tables.in_band(band, blem, blemset, ok, subjects if subject else None)):
+        return found[0], found[1], None
+    # a subject must stay someone who acts ("man", not "cupboard"): those words are few and near the original,
+    # so a subject looks through the whole ranking (its subject words only) rather than ``widen`` ranks around
+    near = (tables.subject_hit(key, ranked, level, subjects, allowed, avoid) if subject
+            else tables.near_hit(key, ranked, level, widen, allowed, avoid))
+    if near is not None:
+        return [near[0]], [near[1]], None
+    return (band, blem, blemset) if avoid is None else ([], [], None)

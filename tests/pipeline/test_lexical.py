@@ -187,20 +187,17 @@ def test_lookup_tables_match_the_pair_by_pair_definition_in_any_order(runs):
                              "query": queries["query"].tolist()}, {c: masked[c].tolist() for c in masked.columns},
                             len(masked) // len(pos), MaskConfig().mask_token, 0, len(pos))
     backend = LexicalBackend.from_run(tables.read_table(out / "dictionary.parquet", tables.DICTIONARY), out)
-    asked: set[tuple] = set()
-    cached = backend._accepted_cached
-
-    def record(key, level, r):
-        asked.add((key, level, r))
-        return cached(key, level, r)
-
-    backend._accepted_cached = record
     # reversed, in uneven chunks: every cache is filled in another order than the stage's run filled it
     got = {}
     for start in range(len(reqs), 0, -37):
         for resp in asyncio.run(backend.fill_batch(list(reversed(reqs[max(start - 37, 0):start])))):
             got.update({(resp.qid, f.level): f.negative for f in resp.fills})
     assert got == {(q, lv): n for q, lv, n in zip(neg["qid"], neg["level"], neg["negative"])}
+    # the contexts the fills asked for: the accepted-words cache's keys, (word, primitive, tag, level, number of
+    # the requirements)
+    reqs_of = {rid: r for r, rid in backend._rids.items()}
+    asked = {(ck[:3], ck[3], reqs_of[ck[4]]) for ck in backend._cache}
+    assert all(backend._cache[ck][:2] == backend._accepted(ck[:3], ck[3], reqs_of[ck[4]]) for ck in backend._cache)
     assert len(asked) > 300 and any(r[0] for _, _, r in asked) and any(r[2] for _, _, r in asked)
     video = max(backend.video_lemmas.values(), key=len)
     for key, level, r in sorted(asked):
@@ -208,3 +205,50 @@ def test_lookup_tables_match_the_pair_by_pair_definition_in_any_order(runs):
         assert words == _pair_by_pair(backend, key, level, r), (key, level, r)
         assert lemmas == [backend.lemma_of.get(w, w) for w in words]
         assert backend._accepted(key, level, r, video)[0] == _pair_by_pair(backend, key, level, r, video), (key, level, r)
+
+
+def test_fill_path_text_helpers_equal_detokenize_fill_tokens_and_norm_text():
+    """The fill path writes and normalises negatives from per-token pieces: exactly what ``detokenize``,
+    ``fill_tokens`` and ``norm_text`` give, on tokens with spaces, punctuation, odd whitespace and non-ASCII."""
+    import random
+
+    from pipeline.backends.base import fill_tokens
+    from pipeline.backends.lexical_index import detok_pieces, fill_pieces, norm_text_fast
+    from pipeline.records import detokenize
+
+    rng = random.Random(0)
+    alphabet = ["a", "B", ".", ",", "!", "?", ";", ":", " ", "\t", "\x1c", "\u00a0", "\u03a3", "\u0130", "'", "<mask>", "..."]
+
+    def token() -> str:
+        return "".join(rng.choices(alphabet, k=rng.randint(0, 3)))
+
+    for _ in range(20000):
+        toks = [token() for _ in range(rng.randint(0, 7))]
+        text = "".join(detok_pieces(toks))
+        assert text == detokenize(toks)
+        assert norm_text_fast(text) == norm_text(text), text
+        if toks:
+            positions = rng.sample(range(-len(toks), len(toks)), k=rng.randint(1, len(toks)))
+            words = [token() for _ in positions]
+            filled = fill_pieces(detok_pieces(toks), positions, words)
+            assert filled == fill_tokens(toks, positions, words)
+            assert norm_text_fast(filled) == norm_text(filled)
+
+
+def test_pick_is_the_draw_among_the_words_the_video_does_not_show():
+    """``_pick`` finds ``unseen[draw % len(unseen)]`` without building ``unseen``."""
+    import random
+
+    from pipeline.backends.lexical_index import _pick
+
+    rng = random.Random(1)
+    for _ in range(5000):
+        lemmas = [rng.choice("abcdefgh") for _ in range(rng.randint(1, 12))]
+        words = [f"w{k}" for k in range(len(lemmas))]
+        shown = set(rng.sample(sorted(set(lemmas)), k=rng.randint(1, len(set(lemmas)))))
+        draw = rng.getrandbits(64)
+        unseen = [w for w, lw in zip(words, lemmas) if lw not in shown]
+        want = unseen[draw % len(unseen)] if unseen else None
+        assert _pick(words, lemmas, shown, draw, False) == want
+        if len(set(lemmas)) == len(lemmas):
+            assert _pick(words, lemmas, shown, draw, True) == want
