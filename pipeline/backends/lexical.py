@@ -10,7 +10,8 @@ verb), so inflection and grammar survive. Three ideas make the negatives hard an
   training queries attest ("takes food", never "snuggled some vacuum"); attested pairs come from pos.parquet's
   dependency labels (object -> nearest verb on its left, ``amod`` -> nearest noun on its right);
 * **never a positive**: a negative equal to any query of the same video, to the original or to a lower level's
-  negative is redrawn.
+  negative is redrawn; a level-1 negative MiniLM scores as a query of its video is redrawn farther out
+  (``lexical_screen``, on by default: ``backend.options.screen``).
 
 Two build-time checks (``lexical_probe``) keep the quality report's measures: words that lose their tag when
 spaCy parses them in real training sentences leave their tag group, and level-1 verb swaps MiniLM scores as the
@@ -22,7 +23,8 @@ order or the rest of the run.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+import dataclasses
+from collections import defaultdict
 from collections.abc import Sequence
 from hashlib import blake2b
 from itertools import repeat
@@ -37,15 +39,15 @@ from pipeline.backends.base import FillRequest, FillResponse, LevelFill
 from pipeline.backends.lexical_index import (CandidateTables, Compositions, _facts, _no_cycle_collection,
                                              _pick, _same_outside, attested_pairs, detok_pieces, fill_pieces,
                                              heuristic_heads, norm_text_fast, select)
-from pipeline.backends.lexical_probe import NOUN_TAGS, drop_near_duplicates, probe_contexts, tag_stable_words
+from pipeline.backends.lexical_probe import corpus_subjects, drop_near_duplicates, stable_groups
+from pipeline.backends.lexical_screen import REDRAW_BANDS, Draw, SentenceScreen, apply_screen
+from pipeline.backends.options import LEXICAL_MODELS, LexicalOptions
 from pipeline.dictionary import build_tagged_dictionary
 from pipeline.errors import ConfigError, DataError
 from pipeline.masking import PRIMITIVE_OF_POS
 
 __all__ = ["LexicalBackend", "LEXICAL_MODELS", "attested_pairs", "heuristic_heads"]
 
-#: word vectors behind the level grading
-LEXICAL_MODELS: tuple[str, ...] = ("minilm",)
 #: rank bands (fractions of a tag's candidates, nearest first) per level
 BANDS: dict[int, tuple[float, float]] = {1: (0.0, 0.08), 2: (0.3, 0.55), 3: (0.75, 1.0)}
 #: a level-1 candidate this close to the original is likely a synonym (a false negative): skipped
@@ -53,12 +55,6 @@ SYNONYM_COSINE = 0.8
 #: a word joins a tag group only when at least this share of its uses carry the tag (unambiguous words keep
 #: their tag when the sentence is re-parsed: "dress" is a noun as often as a verb)
 TAG_SHARE = 0.8
-#: a masked subject is replaced by a word the corpus uses as a subject this often (people, not "cup")
-SUBJECT_MIN_COUNT = 5
-#: ... and in at least this share of its uses ("door" is the subject of "the door closes" often enough, but it is
-#: mostly an object; a subject "door" reads as a broken sentence)
-SUBJECT_SHARE = 0.25
-_SUBJ_DEPS = frozenset({"nsubj", "nsubjpass"})
 _PRIM_ORDER = {"verb": 0, "noun": 1, "adj": 2, "prep": 3, "adv": 4}
 _MAX_ATTEMPTS = 6
 #: at most this many words of a band are checked per context (the first fill of a context pays for them)
@@ -79,13 +75,13 @@ class LexicalBackend:
 
     def __init__(self, tagged: pd.DataFrame, pos: pd.DataFrame, positives: dict[str, set[str]],
                  vids: dict[str, str], encoder: Any, seed: int = 0, min_count: int = 2, pair_min_count: int = 2,
-                 nlp: Any = None, duplicate_cosine: float | None = None) -> None:
+                 nlp: Any = None, duplicate_cosine: float | None = None, screen: SentenceScreen | None = None) -> None:
         """``tagged``: D with tags (word, primitive, tag, count); ``pos``: pos.parquet rows (qid, tokens, pos, tag,
         dep, lemma); ``positives``: vid -> normalised queries; ``vids``: qid -> vid; ``encoder``: has ``encode``;
         ``nlp``: a spaCy pipeline for the tag probe (``lexical_probe``), None to skip it; ``duplicate_cosine``:
         drop level-1 candidates whose swap into a training sentence keeps the encoder's sentence cosine at or
-        above this (None: no check)."""
-        self.model, self.seed = "minilm", seed
+        above this (None: no check); ``screen``: the level-1 sentence screen (``lexical_screen``), None for none."""
+        self.model, self.seed, self.screen = "minilm", seed, screen
         self.positives, self.vids = positives, vids
         self._calls = 0
         self.facts = {qid: _facts(p, d, t, lem)
@@ -97,17 +93,13 @@ class LexicalBackend:
         self.lemma_of = lemma_of
         # a pair seen once is often a parse error ("sneezes person"): compositions need pair_min_count sightings
         self.pairs = {p for p, n in attested_pairs(pos["lemma"], pos["pos"], pos["dep"]).items() if n >= pair_min_count}
-        # words the corpus uses as subjects: a masked subject stays someone or something that acts
         # content lemmas of each video's queries: a fill naming something the video shows elsewhere ("closes" for
         # "opens" when another query of the video closes the book) would likely be true of the video
         self.video_lemmas: dict[str, set[str]] = defaultdict(set)
         for qid, lems, ps in zip(pos["qid"], pos["lemma"], pos["pos"]):
             self.video_lemmas[vids.get(qid, "")].update(
                 lm.lower() for lm, p in zip(lems, ps) if p in {"VERB", "NOUN", "PROPN", "ADJ"})
-        subjects = Counter(lm.lower() for lems, ds in zip(pos["lemma"], pos["dep"]) for lm, d in zip(lems, ds)
-                           if d in _SUBJ_DEPS)
-        uses = Counter(lm.lower() for lems in pos["lemma"] for lm in lems)
-        self.subjects = {lm for lm, n in subjects.items() if n >= SUBJECT_MIN_COUNT and n >= SUBJECT_SHARE * uses[lm]}
+        self.subjects = corpus_subjects(pos["lemma"], pos["dep"])
         self.objects: dict[tuple[str, str], set[str]] = defaultdict(set)
         for kind, a, b in self.pairs:
             if kind != "an":
@@ -125,7 +117,7 @@ class LexicalBackend:
         #: words that stay a noun as a sentence's subject (None: not probed, any subject word will do)
         self.subject_ok: set[str] | None = None
         if nlp is not None:
-            self._probe(nlp, pos)
+            self.groups, self.subject_ok = stable_groups(nlp, self.groups, pos["tokens"], pos["tag"], pos["dep"])
         words = sorted({w for ws in self.groups.values() for w in ws} | {
             t.lower() for toks in pos["tokens"] for t in toks})
         self.index = {w: i for i, w in enumerate(words)}
@@ -144,7 +136,7 @@ class LexicalBackend:
         """The lookup tables of the fill path (``lexical_index``), built once the rankings are final."""
         self.compositions = Compositions(self.pairs, self.subjects, self.subject_ok, self.lemma_of,
                                          {w for ws in self.groups.values() for w in ws})
-        self.tables = CandidateTables(self.lemma_of, BANDS, _BAND_CAP)
+        self.tables = CandidateTables(self.lemma_of, {**BANDS, **REDRAW_BANDS}, _BAND_CAP)
         #: requirement tuple -> its number in ``_cache``'s keys
         self._rids: dict[tuple, int] = {}
         self._cache = {}
@@ -155,10 +147,11 @@ class LexicalBackend:
         """Build from a run directory's pos.parquet and queries.parquet (D's tags are counted over train)."""
         if model not in LEXICAL_MODELS:
             raise ConfigError(f"Expected lexical backend model in {list(LEXICAL_MODELS)}, got {model!r}")
-        opts = dict(options or {})
-        min_count, pair_min_count = int(opts.pop("min_count", 2)), int(opts.pop("pair_min_count", 2))
-        if opts:
-            raise ConfigError(f"the lexical backend takes the options min_count and pair_min_count, got {sorted(opts)}")
+        try:
+            opts = LexicalOptions(**(options or {}))
+        except TypeError as exc:
+            raise ConfigError(f"the lexical backend takes the options {', '.join(dataclasses.asdict(LexicalOptions()))}"
+                              f", got {sorted(options or {})}") from exc
         pos = tables.read_table(workdir / "pos.parquet", tables.POS, columns=["qid", "tokens", "pos", "tag", "dep", "lemma"])
         queries = tables.read_table(workdir / "queries.parquet", tables.QUERIES, columns=["qid", "vid", "query", "split"])
         train = queries["split"].eq("train").to_numpy()
@@ -171,28 +164,21 @@ class LexicalBackend:
         if tagged.empty:
             raise DataError(f"{workdir}/dictionary.parquet shares no word with pos.parquet's surface forms; "
                             "the lexical backend needs dictionary.form=text")
+        from pipeline.nlp import load_nlp
         from pipeline.quality.embed import load_sentence_encoder
         from pipeline.quality.measures import norm_text
 
         positives: dict[str, set[str]] = defaultdict(set)
+        queries_by_vid: dict[str, list[str]] = defaultdict(list)
         for vid, q in zip(queries["vid"], queries["query"]):
             positives[vid].add(norm_text(q))
+            queries_by_vid[vid].append(q)
         # float32 at the batch size the rankings were made with: the negatives must not depend on the machine
         encoder = load_sentence_encoder(batch_size=256, precision="fp32")
-        from pipeline.nlp import load_nlp
-
-        return cls(tagged, pos, dict(positives), dict(zip(queries["qid"], queries["vid"])),
-                   encoder, seed=seed, min_count=min_count, pair_min_count=pair_min_count, nlp=load_nlp(),
-                   duplicate_cosine=DUPLICATE_COSINE)
-
-    def _probe(self, nlp: Any, pos: pd.DataFrame) -> None:
-        """Drop the words that lose their tag in real sentences (``lexical_probe``); a group keeps its words when
-        fewer than 2 would pass, so every tag keeps a word other than the original."""
-        wanted = {(tag, subject) for _, tag in self.groups for subject in (False, True)}
-        contexts = probe_contexts(pos["tokens"], pos["tag"], pos["dep"], wanted)
-        stable, self.subject_ok = tag_stable_words(nlp, self.groups, contexts, NOUN_TAGS)
-        self.groups = {g: [w for w in ws if w in stable[g]] if len(stable[g]) >= 2 else ws
-                       for g, ws in self.groups.items()}
+        screen = SentenceScreen(encoder, queries_by_vid, opts.screen_cosine) if opts.screen else None
+        return cls(tagged, pos, dict(positives), dict(zip(queries["qid"], queries["vid"])), encoder, seed=seed,
+                   min_count=opts.min_count, pair_min_count=opts.pair_min_count, nlp=load_nlp(),
+                   duplicate_cosine=DUPLICATE_COSINE, screen=screen)
 
     def _group(self, prim: str, tag: str) -> list[str]:
         return self.groups.get((prim, tag)) or self.groups.get((prim, self.fallback.get(prim, "")), [])
@@ -369,17 +355,34 @@ class LexicalBackend:
         return FillResponse(qid=req.qid, fills=tuple(fills), backend=self.name, model=self.model,
                             prompt_version=self.prompt_version)
 
+    def redraw_level1(self, req: FillRequest, resp: FillResponse, band: int, attempt: int) -> Draw | None:
+        """Draw ``attempt`` of level 1's masks from the screen's band ``band`` (``lexical_screen.REDRAW_BANDS``):
+        (negative, words), or None when a mask has no candidate or the sentence equals the query, another level's
+        negative or a query of the video."""
+        lv, vid = req.levels[0], self.vids.get(req.qid, "")
+        words = self._fill_level(dataclasses.replace(lv, level=band), self.facts[req.qid], attempt,
+                                 self.video_lemmas.get(vid, set()), f"{self.seed!s}|{req.qid!s}|")
+        if words is None:
+            return None
+        negative = fill_pieces(detok_pieces(lv.tokens), lv.positions, words)
+        taken = {norm_text_fast(t) for t in ["".join(detok_pieces(req.tokens)), *(f.negative for f in resp.fills[1:])]}
+        normed = norm_text_fast(negative)
+        return None if normed in taken or normed in self.positives.get(vid, set()) else (negative, tuple(words))
+
     async def complete(self, req: FillRequest) -> FillResponse:
         """Fill one request (no I/O: returns at once)."""
-        with _no_cycle_collection():
-            return self._fill_one(req)
+        return (await self.fill_batch([req]))[0]
 
     async def fill_batch(self, requests: Sequence[FillRequest]) -> list[FillResponse]:
-        """Fill many requests without per-request task overhead."""
+        """Fill many requests without per-request task overhead, then screen their level 1 (when on)."""
         with _no_cycle_collection():
-            return [self._fill_one(r) for r in requests]
+            responses = [self._fill_one(r) for r in requests]
+            if self.screen is None:
+                return responses
+            return apply_screen(self.screen, requests, responses, self.vids, self.redraw_level1)
 
     def stats(self) -> dict[str, object]:
-        """Provenance for the manifest."""
+        """Provenance for the manifest (with what the level-1 screen did)."""
         return {"backend": self.name, "model": self.model, "seed": self.seed, "calls": 0, "cost_usd": 0.0,
-                "attested_pairs": len(self.pairs), "tag_groups": len(self.groups)}
+                "attested_pairs": len(self.pairs), "tag_groups": len(self.groups),
+                "screen": None if self.screen is None else self.screen.stats.as_dict()}

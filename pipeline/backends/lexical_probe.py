@@ -20,13 +20,35 @@ from typing import Any
 
 from pipeline.records import detokenize
 
-__all__ = ["probe_contexts", "tag_stable_words", "subject_slot", "word_contexts", "near_duplicate_swaps",
+__all__ = ["stable_groups", "probe_contexts", "tag_stable_words", "subject_slot", "corpus_subjects", "SUBJECT_MIN_COUNT", "SUBJECT_SHARE", "word_contexts", "near_duplicate_swaps",
            "drop_near_duplicates", "PROBE_CONTEXTS", "NOUN_TAGS"]
 
 #: real sentences each candidate is tried in, per tag (it must keep the tag in all of them)
 PROBE_CONTEXTS = 3
 _SUBJ_DEPS = frozenset({"nsubj", "nsubjpass"})
 NOUN_TAGS = frozenset({"NN", "NNS", "NNP", "NNPS"})
+#: a masked subject is replaced by a word the corpus uses as a subject this often (people, not "cup")
+SUBJECT_MIN_COUNT = 5
+#: ... and in at least this share of its uses ("door" is the subject of "the door closes" often enough, but it is
+#: mostly an object; a subject "door" reads as a broken sentence)
+SUBJECT_SHARE = 0.25
+
+
+def corpus_subjects(lemmas: Iterable[Sequence[str]], deps: Iterable[Sequence[str]]) -> set[str]:
+    """The lemmas the corpus uses as subjects often enough (``SUBJECT_MIN_COUNT``, ``SUBJECT_SHARE``): a masked
+    subject stays someone or something that acts.
+
+    >>> sorted(corpus_subjects([["man", "open", "door"]] * 5, [["nsubj", "ROOT", "dobj"]] * 5))
+    ['man']
+    """
+    subjects: Counter[str] = Counter()
+    uses: Counter[str] = Counter()
+    for lems, ds in zip(lemmas, deps):
+        for lm, d in zip(lems, ds):
+            uses[lm.lower()] += 1
+            if d in _SUBJ_DEPS:
+                subjects[lm.lower()] += 1
+    return {lm for lm, n in subjects.items() if n >= SUBJECT_MIN_COUNT and n >= SUBJECT_SHARE * uses[lm]}
 
 
 def subject_slot(i: int, tags: Sequence[str], deps: Sequence[str]) -> bool:
@@ -165,3 +187,14 @@ def drop_near_duplicates(ranked: dict[tuple[str, str, str], list[str]], tokens: 
         kept = [w for w in ranked[key] if w not in words]
         out[key] = kept if len(kept) >= 3 else ranked[key]
     return out
+
+
+def stable_groups(nlp: Any, groups: dict[tuple[str, str], list[str]], tokens: Sequence[Sequence[str]],
+                  tags: Sequence[Sequence[str]], deps: Sequence[Sequence[str]]
+                  ) -> tuple[dict[tuple[str, str], list[str]], set[str]]:
+    """``groups`` ((primitive, tag) -> words) without the words that lose their tag in real sentences, and the
+    words that stay a noun as a subject (:func:`tag_stable_words`). A group keeps all its words when fewer than 2
+    would pass, so every tag keeps a word other than the original."""
+    wanted = {(tag, subject) for _, tag in groups for subject in (False, True)}
+    stable, subject_ok = tag_stable_words(nlp, groups, probe_contexts(tokens, tags, deps, wanted), NOUN_TAGS)
+    return {g: [w for w in ws if w in stable[g]] if len(stable[g]) >= 2 else ws for g, ws in groups.items()}, subject_ok

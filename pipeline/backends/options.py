@@ -18,7 +18,7 @@ from typing import Any
 from pipeline.errors import ConfigError
 from shine.configs import ConfigValueError, merge
 
-__all__ = ["OFFLINE_BACKENDS", "RandomOptions", "LexicalOptions", "ImportOptions", "backend_names",
+__all__ = ["OFFLINE_BACKENDS", "RandomOptions", "LexicalOptions", "LEXICAL_MODELS", "SCREEN_COSINE", "ImportOptions", "backend_names",
            "parse_backend_options"]
 
 #: the backends that need no key and no network (``pipeline.backends``); every other name is an LLM backend
@@ -30,17 +30,28 @@ class RandomOptions:
     """The random baseline takes no options: its draws follow ``backend.seed``, its variant ``backend.model``."""
 
 
+#: word vectors behind the lexical backend's level grading (``backend.model``)
+LEXICAL_MODELS: tuple[str, ...] = ("minilm",)
+#: the lexical backend's level-1 screen redraws at or above this MiniLM cosine to a query of the video: the quality
+#: report's false-negative threshold (0.95) less a margin for its bf16 scoring (``lexical_screen``)
+SCREEN_COSINE = 0.94
+
+
 @dataclass(frozen=True)
 class LexicalOptions:
     """Options of the ``lexical`` backend (``pipeline.backends.lexical``)."""
 
     min_count: int = 2  # a word joins its tag group once train uses it this often with that tag
     pair_min_count: int = 2  # a verb-object or adjective-noun pair counts as attested from this many sightings
+    screen: bool = True  # redraw level-1 negatives MiniLM scores as a query of the video (lexical_screen)
+    screen_cosine: float = SCREEN_COSINE  # ... at or above this (the quality report's 0.95 less a bf16 margin)
 
     def __post_init__(self) -> None:
         if self.min_count < 1 or self.pair_min_count < 1:
             raise ValueError(f"Expected min_count >= 1 and pair_min_count >= 1, got {self.min_count} and "
                              f"{self.pair_min_count}")
+        if not 0.0 < self.screen_cosine <= 1.0:
+            raise ValueError(f"Expected backend.options.screen_cosine in (0, 1], got {self.screen_cosine}")
 
 
 @dataclass(frozen=True)
@@ -87,8 +98,6 @@ def parse_backend_options(cfg: Any, check_environment: bool = True) -> Any:
                               f"got {cfg.model!r}")
         return _typed(RandomOptions, options, "random")
     if cfg.name == "lexical":
-        from pipeline.backends.lexical import LEXICAL_MODELS
-
         # "" or "uniform": the flow's placeholders when no --model was given
         if cfg.model not in ("", "uniform", *LEXICAL_MODELS):
             raise ConfigError(f"backend.model: the lexical backend's model is one of {list(LEXICAL_MODELS)}, "

@@ -41,11 +41,16 @@ def make_backend(cfg: BackendConfig, dictionary: pd.DataFrame, workdir: Path) ->
 
 
 def backend_inputs(cfg: BackendConfig) -> dict[str, str]:
-    """Files a backend reads besides the run's tables, with their sha256 (part of the negatives fingerprint,
-    so editing an imported file recomputes the stage). Empty for backends that read none."""
+    """What decides a backend's rows besides the run's tables and its config (part of the negatives fingerprint):
+    an imported file's sha256 (editing it recomputes the stage) and the lexical backend's rules version (a rerun
+    after an upgrade redraws). Empty for the other backends."""
     if cfg.name == "import" and cfg.options.get("path"):
         from pipeline.tables import sha256_file
 
         path = Path(str(cfg.options["path"])).expanduser()
         return {"import_file_sha256": sha256_file(path) if path.is_file() else "missing"}
+    if cfg.name == "lexical":
+        from pipeline.backends.lexical_screen import LEXICAL_RULES
+
+        return {"lexical_rules": LEXICAL_RULES}
     return {}

@@ -61,8 +61,12 @@ def test_a_bad_option_value_is_one_line_before_any_work(tmp_path, capsys: pytest
     rc = cli.main(["build-negatives", "--out", str(out), "--backend", "lexical", "--backend.options", "{min_cnt: 1}"])
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert rc == cli.EXIT_USAGE and lines == ["ConfigError: backend.options: the lexical backend takes only min_count, "
-                                              "pair_min_count, got ['min_cnt']; drop it (--set backend.options.KEY=VALUE "
-                                              "sets an allowed one)"]
+                                              "pair_min_count, screen, screen_cosine, got ['min_cnt']; drop it (--set "
+                                              "backend.options.KEY=VALUE sets an allowed one)"]
+    rc = cli.main(["build-negatives", "--out", str(out), "--backend", "lexical", "--set",
+                   "backend.options.screen_cosine=1.5"])
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert rc == cli.EXIT_USAGE and len(lines) == 1 and "screen_cosine in (0, 1], got 1.5" in lines[0], lines
     assert not out.exists()
 
 

@@ -161,7 +161,7 @@ def test_mask_ratios_strictly_increasing_in_unit_interval(ratios) -> None:
         ({"backend": {"options": {"limits": "fast"}}}, "openai", None, r"backend\.options: limits"),
         ({"backend": {"options": {"seed": 1}}}, None, None, r"the random backend takes no options, got \['seed'\]"),
         ({"backend": {"options": {"min_cnt": 1}}}, "lexical", None,
-         r"backend\.options: the lexical backend takes only min_count, pair_min_count, got \['min_cnt'\]; drop it"),
+         r"backend\.options: the lexical backend takes only min_count, pair_min_count, screen, screen_cosine, got \['min_cnt'\]; drop it"),
         ({"backend": {"options": {"min_count": "many"}}}, "lexical", None,
          r"backend\.options\.min_count: expected an integer, got 'many' \(the lexical backend's options"),
         ({"backend": {"options": {"pair_min_count": 0}}}, "lexical", None, r"pair_min_count >= 1"),

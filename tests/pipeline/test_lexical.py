@@ -14,6 +14,7 @@ import torch
 from pipeline import stages, tables
 from pipeline.backends.base import FillRequest, MaskedLevel
 from pipeline.backends.lexical import _BAND_CAP, _WIDEN, BANDS, LexicalBackend, attested_pairs, heuristic_heads
+from pipeline.backends.lexical_screen import REDRAW_BANDS
 from pipeline.config import BackendConfig, DictionaryConfig, MaskConfig, PosConfig
 from pipeline.nlp import load_nlp
 from pipeline.quality.measures import mask_tokens, norm_text, score_row
@@ -139,7 +140,7 @@ def test_heads_and_pairs():
 def test_unknown_option_is_refused(tmp_path):
     from pipeline.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="min_count and pair_min_count"):
+    with pytest.raises(ConfigError, match="min_count, pair_min_count, screen, screen_cosine"):
         LexicalBackend.from_run(pd.DataFrame(columns=["word", "primitive", "count"]), tmp_path, options={"bands": 3})
 
 
@@ -149,7 +150,7 @@ def _pair_by_pair(backend: LexicalBackend, key, level, reqs, avoid=None) -> list
     band tables and subject orders must reproduce exactly)."""
     ranked = backend._ranking(*key)
     n = len(ranked)
-    lo, hi = BANDS.get(level, BANDS[3])
+    lo, hi = {**BANDS, **REDRAW_BANDS}.get(level, BANDS[3])  # the screen's redraws have bands of their own
     a, b = int(lo * n), max(int(lo * n) + 1, math.ceil(hi * n))
     band = ranked[a:b]
     if len(band) > _BAND_CAP:
