@@ -5,8 +5,9 @@ run directory (or uses ``--run DIR``, a finished build-negatives run), then time
 (tagged D, attested pairs, MiniLM word vectors, candidate rankings) and two passes of ``fill_batch`` over every
 query (cold: first pass fills the per-context caches; warm: second pass). Reports wall-clock rates and CPU-time
 rates (queries per CPU second of this process, ``time.process_time``) with the load average before and after:
-on a shared machine the wall rate moves with the load, the CPU-time rate much less. Usage:
-    python benchmarks/bench_lexical.py [--dataset charades-cg] [--run DIR] [--limit N]
+on a shared machine the wall rate moves with the load, the CPU-time rate much less. ``--no-screen`` times the fill
+path alone (the level-1 sentence screen, on by default, runs MiniLM inside ``fill_batch``). Usage:
+    python benchmarks/bench_lexical.py [--dataset charades-cg] [--run DIR] [--limit N] [--no-screen]
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="charades-cg", choices=["charades-cg", "anet-cg"])
     ap.add_argument("--run", help="a finished build-negatives run directory (skips building one)")
     ap.add_argument("--limit", type=int, default=0, help="first N train queries only (0: all)")
+    ap.add_argument("--no-screen", action="store_true", help="backend option screen=False: the fill path alone")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.run) if args.run else Path(tmp)
@@ -65,7 +67,7 @@ def main() -> None:
                                0, len(pos))
         load_before = os.getloadavg()[0]
         t0, c0 = time.perf_counter(), time.process_time()
-        backend = LexicalBackend.from_run(d, out)
+        backend = LexicalBackend.from_run(d, out, options={"screen": False} if args.no_screen else None)
         build_s, build_cpu_s = time.perf_counter() - t0, time.process_time() - c0
         timings, cpu = [], []
         for _ in range(2):
@@ -76,6 +78,7 @@ def main() -> None:
         invalid = sum(not f.valid for r in responses for f in r.fills)
     print(json.dumps({
         "bench": "lexical_backend", "dataset": args.dataset, "queries": len(reqs), "levels": n_levels,
+        "screen": not args.no_screen,
         "prepare_s": round(prepare_s, 2), "build_s": round(build_s, 2), "build_cpu_s": round(build_cpu_s, 2),
         "cold_queries_per_s": round(len(reqs) / timings[0], 1), "warm_queries_per_s": round(len(reqs) / timings[1], 1),
         "cold_queries_per_cpu_s": round(len(reqs) / cpu[0], 1), "warm_queries_per_cpu_s": round(len(reqs) / cpu[1], 1),
