@@ -17,8 +17,8 @@ repeats it; on another machine a cosine within rounding of the threshold could i
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -45,22 +45,20 @@ FREE_ATTEMPT = 3
 Draw = tuple[str, tuple[str, ...]]
 
 
-@dataclass
 class ScreenStats:
-    """What the screen did, for the manifest (counts of level-1 negatives)."""
+    """What the screen did, for the manifest: counts of level-1 negatives (``screened``, ``flagged`` at or above
+    the threshold, ``redrawn``, ``unresolved``: still at or above it), ``sentences_encoded``, and the rows each
+    redraw band brought below the threshold."""
 
-    screened: int = 0
-    flagged: int = 0
-    redrawn: int = 0
-    unresolved: int = 0
-    sentences_encoded: int = 0
-    by_band: dict[str, int] = field(default_factory=dict)
+    KEYS = ("screened", "flagged", "redrawn", "unresolved", "sentences_encoded")
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter(dict.fromkeys(self.KEYS, 0))
+        self.by_band: Counter[str] = Counter()
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for JSON."""
-        return {"screened": self.screened, "flagged": self.flagged, "redrawn": self.redrawn,
-                "unresolved": self.unresolved, "sentences_encoded": self.sentences_encoded,
-                "resolved_by_band": dict(self.by_band)}
+        return {**{k: self.counts[k] for k in self.KEYS}, "resolved_by_band": dict(self.by_band)}
 
 
 class SentenceScreen:
@@ -76,7 +74,7 @@ class SentenceScreen:
         self.stats = ScreenStats()
 
     def _encode(self, texts: list[str]) -> torch.Tensor:
-        self.stats.sentences_encoded += len(set(texts))
+        self.stats.counts["sentences_encoded"] += len(set(texts))
         return self.encoder.encode(texts)
 
     def max_positive_cosine(self, vids: Sequence[str], texts: Sequence[str]) -> list[float]:
@@ -104,11 +102,11 @@ class SentenceScreen:
         when it has none (or only sentences the backend may not use). Returns {row: (negative, words)} for every
         row at or above the threshold that some draw lowers.
         """
-        self.stats.screened += len(rows)
+        self.stats.counts["screened"] += len(rows)
         cosine = self.max_positive_cosine([v for v, _ in rows], [n for _, n in rows])
         best: dict[int, tuple[float, Draw | None]] = {k: (c, None) for k, c in enumerate(cosine)
                                                       if c >= self.threshold}
-        self.stats.flagged += len(best)
+        self.stats.counts["flagged"] += len(best)
         open_rows = sorted(best)
         for band in REDRAW_BANDS:
             if not open_rows:
@@ -120,11 +118,11 @@ class SentenceScreen:
                 if c < best[k][0] and (best[k][0] >= self.threshold):
                     best[k] = (c, d)
                     if c < self.threshold:
-                        self.stats.by_band[str(band)] = self.stats.by_band.get(str(band), 0) + 1
+                        self.stats.by_band[str(band)] += 1
             open_rows = [k for k in open_rows if best[k][0] >= self.threshold]
-        self.stats.unresolved += len(open_rows)
+        self.stats.counts["unresolved"] += len(open_rows)
         out = {k: d for k, (_, d) in best.items() if d is not None}
-        self.stats.redrawn += len(out)
+        self.stats.counts["redrawn"] += len(out)
         return out
 
 

@@ -39,6 +39,18 @@ def _prepare(shared_data: Path, out: Path) -> Path:
     return out
 
 
+def run_requests(out: Path) -> tuple[list[FillRequest], pd.DataFrame]:
+    """The fill requests of every query of the run directory ``out`` (as the negatives stage builds them) and its
+    queries table (qid, query, vid)."""
+    pos = tables.read_table(out / "pos.parquet", tables.POS, columns=["qid", "tokens"])
+    queries = tables.read_table(out / "queries.parquet", tables.QUERIES, columns=["qid", "query", "vid"])
+    masked = tables.read_table(out / "masked.parquet", tables.MASKED)
+    reqs = stages._requests({"qid": pos["qid"].tolist(), "tokens": pos["tokens"].tolist(),
+                             "query": queries["query"].tolist()}, {c: masked[c].tolist() for c in masked.columns},
+                            len(masked) // len(pos), MaskConfig().mask_token, 0, len(pos))
+    return reqs, queries
+
+
 def _negatives(base: Path, out: Path, seed: int) -> pd.DataFrame:
     """The negatives stage with the lexical backend in a copy of ``base``."""
     shutil.copytree(base, out)
@@ -181,12 +193,7 @@ def test_lookup_tables_match_the_pair_by_pair_definition_in_any_order(runs):
     """The fill path's caches (accepted words per context, lemma sets, bands, subject orders) give the words the
     pair-by-pair definition gives, and the same negatives whatever order and chunks the queries come in."""
     neg, out = runs["a"]
-    pos = tables.read_table(out / "pos.parquet", tables.POS, columns=["qid", "tokens"])
-    queries = tables.read_table(out / "queries.parquet", tables.QUERIES, columns=["qid", "query", "vid"])
-    masked = tables.read_table(out / "masked.parquet", tables.MASKED)
-    reqs = stages._requests({"qid": pos["qid"].tolist(), "tokens": pos["tokens"].tolist(),
-                             "query": queries["query"].tolist()}, {c: masked[c].tolist() for c in masked.columns},
-                            len(masked) // len(pos), MaskConfig().mask_token, 0, len(pos))
+    reqs, _ = run_requests(out)
     backend = LexicalBackend.from_run(tables.read_table(out / "dictionary.parquet", tables.DICTIONARY), out)
     # reversed, in uneven chunks: every cache is filled in another order than the stage's run filled it
     got = {}

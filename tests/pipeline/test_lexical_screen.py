@@ -7,9 +7,8 @@ import asyncio
 import pytest
 import torch
 
-from pipeline import stages, tables
+from pipeline import tables
 from pipeline.backends.lexical import LexicalBackend
-from pipeline.config import MaskConfig
 from pipeline.backends.lexical_screen import REDRAW_BANDS, ROUND_ATTEMPTS, SentenceScreen
 
 
@@ -50,7 +49,7 @@ def test_only_rows_at_or_above_the_threshold_are_redrawn_first_draw_below_wins()
     assert {r for r, _, _ in asked} == {0}  # row 1 (cosine 0.5) and row 2 (a video without queries) untouched
     assert [b for _, b, _ in asked] == [-1, -1, -2, -2]  # rounds stop once the row is below
     assert screen.stats.as_dict() == {"screened": 3, "flagged": 1, "redrawn": 1, "unresolved": 0,
-                                      "sentences_encoded": screen.stats.sentences_encoded,
+                                      "sentences_encoded": screen.stats.counts["sentences_encoded"],
                                       "resolved_by_band": {"-2": 1}}
 
 
@@ -67,8 +66,9 @@ def test_a_row_no_draw_brings_below_keeps_its_lowest_draw_and_counts_as_unresolv
     rows = [("v1", "a b c d e f g h i x"), ("v1", "a b c d e f g h i j")]
     out = screen.screen(rows, redraw)
     assert out == {0: (lowest, ("y", "z"))}
-    assert screen.stats.flagged == 2 and screen.stats.unresolved == 2 and screen.stats.redrawn == 1
-    assert screen.stats.as_dict()["resolved_by_band"] == {}
+    counts = screen.stats.as_dict()
+    assert [counts[k] for k in ("screened", "flagged", "redrawn", "unresolved")] == [2, 2, 1, 2]
+    assert counts["resolved_by_band"] == {}
 
 
 def test_each_video_is_encoded_once_and_rounds_cover_every_band():
@@ -100,13 +100,10 @@ def test_screen_on_real_queries_redraws_exactly_the_level1_near_duplicates(run_d
 
     from pipeline.quality.embed import load_sentence_encoder
 
+    from tests.pipeline.test_lexical import run_requests
+
     dictionary = tables.read_table(run_dir / "dictionary.parquet", tables.DICTIONARY)
-    pos = tables.read_table(run_dir / "pos.parquet", tables.POS, columns=["qid", "tokens"])
-    queries = tables.read_table(run_dir / "queries.parquet", tables.QUERIES, columns=["qid", "query", "vid"])
-    masked = tables.read_table(run_dir / "masked.parquet", tables.MASKED)
-    reqs = stages._requests({"qid": pos["qid"].tolist(), "tokens": pos["tokens"].tolist(),
-                             "query": queries["query"].tolist()}, {c: masked[c].tolist() for c in masked.columns},
-                            len(masked) // len(pos), MaskConfig().mask_token, 0, len(pos))
+    reqs, queries = run_requests(run_dir)
     on = LexicalBackend.from_run(dictionary, run_dir)
     off = LexicalBackend.from_run(dictionary, run_dir, options={"screen": False})
     got_on, got_off = asyncio.run(on.fill_batch(reqs)), asyncio.run(off.fill_batch(reqs))
@@ -131,8 +128,8 @@ def test_screen_on_real_queries_redraws_exactly_the_level1_near_duplicates(run_d
     changed = [k for k, (a, b) in enumerate(zip(got_on, got_off)) if a.fills[0].negative != b.fills[0].negative]
     flagged = [k for k, c in enumerate(cos_off) if c >= threshold]
     assert len(flagged) >= 3, "the sample should hold level-1 near-duplicates to screen"
-    assert set(changed) <= set(flagged) and len(changed) >= len(flagged) - on.screen.stats.unresolved
+    assert set(changed) <= set(flagged) and len(changed) >= len(flagged) - on.screen.stats.counts["unresolved"]
     assert all(cos_on[k] < cos_off[k] for k in changed)
-    assert sum(c >= threshold + 1e-4 for c in cos_on) <= on.screen.stats.unresolved < len(flagged)
+    assert sum(c >= threshold + 1e-4 for c in cos_on) <= on.screen.stats.counts["unresolved"] < len(flagged)
     assert all(a.fills[1:] == b.fills[1:] for a, b in zip(got_on, got_off))  # levels 2 and 3 untouched
     assert all(a.fills[0].valid for a in got_on if a.fills[0].negative)
