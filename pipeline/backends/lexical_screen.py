@@ -26,7 +26,8 @@ import torch
 from pipeline.backends.base import FillRequest, FillResponse
 from pipeline.backends.options import SCREEN_COSINE
 
-__all__ = ["apply_screen", "LEXICAL_RULES", "REDRAW_BANDS", "ROUND_ATTEMPTS", "FREE_ATTEMPT", "SCREEN_COSINE", "ScreenStats", "SentenceScreen"]
+__all__ = ["apply_screen", "LEXICAL_RULES", "REDRAW_BANDS", "ROUND_ATTEMPTS", "SCREEN_COSINE", "ScreenStats",
+           "SentenceScreen"]
 
 #: the lexical backend's rules version, part of the negatives fingerprint (``registry.backend_inputs``): "2" added
 #: this screen, so a rerun of an older lexical run redraws instead of keeping its unscreened negatives
@@ -35,11 +36,10 @@ LEXICAL_RULES = "2"
 #: real levels so that their draws and cached bands never mix with a level's own. -1 is level 1's own band
 #: (new draws), then bands farther out, the last one level 3's.
 REDRAW_BANDS: dict[int, tuple[float, float]] = {-1: (0.0, 0.08), -2: (0.08, 0.3), -3: (0.3, 0.55), -4: (0.75, 1.0)}
-#: the draws (the backend's attempt numbers) of each round: attempts from ``FREE_ATTEMPT`` on leave the attested
-#: compositions aside, and a false negative is worse than an unattested composition, so later rounds use them
-#: (a sentence's light verbs are often the only attested choices, and they read as the same caption)
+#: the draws (the backend's attempt numbers) of each round. The backend's attempts from 3 on leave the attested
+#: compositions aside; a false negative is worse than an unattested composition, so later rounds use them (a
+#: sentence's light verbs are often the only attested choices, and they read as the same caption)
 ROUND_ATTEMPTS: dict[int, tuple[int, ...]] = {-1: (0, 1), -2: (0, 3), -3: (3, 4), -4: (3, 4)}
-FREE_ATTEMPT = 3
 
 #: one redraw: (negative, filled words), or None when the band had no candidate
 Draw = tuple[str, tuple[str, ...]]
