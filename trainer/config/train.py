@@ -99,8 +99,8 @@ class OptimConfig:
     eval_every: int = 1  # validate every N epochs
     seed: int = 2018  # seeds python, numpy, torch and the data order
     device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:N
-    #: mixed precision: auto (fp16 autocast + GradScaler on CUDA, fp32 on CPU), off (fp32), bf16 (opt-in, CPU with
-    #: AVX512_BF16/AMX or CUDA; faster, but cost quality in docs/speed.md), fp16 (CUDA only). Losses always fp32.
+    #: mixed precision: auto (fp16 autocast + GradScaler on CUDA; bf16 on a CPU with AVX512_BF16/AMX, else fp32),
+    #: off (fp32), bf16 (CPU with native bf16, or CUDA), fp16 (CUDA only). Losses always fp32 (docs/speed.md).
     #: true/false of older configs mean auto/off.
     amp: Literal["auto", "off", "bf16", "fp16"] | bool = "auto"
     num_workers: int = 2  # DataLoader worker processes
