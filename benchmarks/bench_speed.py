@@ -5,7 +5,7 @@
 2/2 layers, aux loss, AdamW, grad clip 0.1. A step is the trainer's own :func:`trainer.engine.train_step`:
 forward + criterion (Hungarian matching and the localisation losses included) + backward + clip + AdamW, on a
 batch built by the trainer's collate. ``fp32`` is ``optim.amp=off``; ``fast`` is ``optim.amp=--amp`` (default
-bf16: the opt-in bf16 autocast, fast on CPUs with AVX512_BF16/AMX; fp16 with a GradScaler on CUDA). Both use the
+bf16: bf16 autocast, what `auto` picks on CPUs with AVX512_BF16/AMX; fp16 with a GradScaler on CUDA). Both use the
 fused AdamW of
 :func:`trainer.build.build_optimizer`. The paths of one model alternate step by step, so both see the same
 machine state; medians of ``--steps`` after ``--warmup``.
@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     parser.add_argument("--amp", default="bf16", choices=["auto", "bf16", "fp16"],
-                        help="optim.amp of the fast path (bf16: opt-in on CPU; auto: fp16 on CUDA, fp32 on CPU)")
+                        help="optim.amp of the fast path (auto: bf16 on CPUs with native bf16, else fp32; fp16 on CUDA)")
     parser.add_argument("--levers", action="store_true", help="also time the levers one by one")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile on the fast path")
     args = parser.parse_args()
