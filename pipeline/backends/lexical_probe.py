@@ -20,7 +20,8 @@ from typing import Any
 
 from pipeline.records import detokenize
 
-__all__ = ["stable_groups", "probe_contexts", "tag_stable_words", "subject_slot", "corpus_subjects", "SUBJECT_MIN_COUNT", "SUBJECT_SHARE", "word_contexts", "near_duplicate_swaps",
+__all__ = ["stable_groups", "probe_contexts", "tag_stable_words", "subject_slot", "corpus_subjects",
+           "SUBJECT_MIN_COUNT", "SUBJECT_SHARE", "word_contexts", "near_duplicate_swaps",
            "drop_near_duplicates", "PROBE_CONTEXTS", "NOUN_TAGS"]
 
 #: real sentences each candidate is tried in, per tag (it must keep the tag in all of them)

@@ -23,9 +23,10 @@ class Dropout(nn.Dropout):
 
     On CPU ``bernoulli_`` draws each element through a scalar Bernoulli sampler, and ``uniform_`` one float per
     element from a serial generator: either was the largest single cost of a training step at the official sizes
-    (the 0.5 dropout on the 2,818-d video alone is 5.8 M draws). Here one 64-bit draw gives four elements 16 random
-    bits each (:func:`scaled_keep_mask`, bits from numpy's PCG64DXSM seeded by torch's generator). The drop probability is ``p`` rounded
-    to 2**-16 (0.1 becomes 0.100006) and the scale is its exact inverse, so the expectation is kept exactly.
+    (the 0.5 dropout on the 2,818-d video alone is 5.8 M draws). Here one 64-bit draw gives four elements 16
+    random bits each (:func:`scaled_keep_mask`: numpy's PCG64DXSM, seeded by torch's generator). The drop
+    probability is ``p`` rounded to 2**-16 (0.1 becomes 0.100006) and the scale is its exact inverse, so the
+    expectation is kept exactly.
     Elsewhere (CUDA) the native fused kernel is kept. No parameters, so state-dict keys are unchanged.
     """
 
