@@ -11,7 +11,9 @@ Three things, all set up by :func:`configure` before Prefect is imported:
 * **One line per error.** When a task fails, Prefect logs the exception with its traceback (70-260 lines) on the
   console before the CLI prints its one line. :class:`FailureRecordFilter`, put on Prefect's console handler
   through a logging config file derived from Prefect's own (``PREFECT_LOGGING_SETTINGS_PATH``), drops those
-  records on the console only: the Prefect database keeps them, and ``shine --debug`` shows everything.
+  records on the console only: the Prefect database keeps them, and ``shine --debug`` shows everything. The
+  same config raises Prefect's queue-service loggers (:data:`DRAIN_LOGGERS`) to ERROR: at exit they warn "Still
+  processing items: 1 items remaining..." while events drain, a second line after the CLI's error on a slow machine.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DRAIN_LOGGERS",
     "EPHEMERAL_STARTUP_TIMEOUT_S",
     "configure",
     "FailureRecordFilter",
@@ -42,6 +45,8 @@ __all__ = [
 EPHEMERAL_STARTUP_TIMEOUT_S = 180
 _TIMEOUT_VAR = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 _LOGGING_VAR = "PREFECT_LOGGING_SETTINGS_PATH"
+#: Prefect's background queue services, whose loggers are named after their classes and only warn while draining
+DRAIN_LOGGERS = ("EventsWorker", "APILogWorker")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -113,6 +118,9 @@ def quiet_logging_config() -> Path | None:
         return None
     config.setdefault("filters", {})["shine_failures"] = {"()": f"{__name__}.FailureRecordFilter"}
     console["filters"] = [*console.get("filters", []), "shine_failures"]
+    loggers = config.setdefault("loggers", {})
+    for name in DRAIN_LOGGERS:
+        loggers[name] = {**loggers.get(name, {}), "level": "ERROR"}
     text = yaml.safe_dump(config, sort_keys=False)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     path = Path(tempfile.gettempdir()) / f"shine-prefect-logging-{os.getuid()}-{digest}.yml"

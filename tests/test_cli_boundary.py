@@ -169,6 +169,19 @@ def test_quiet_logging_config_puts_the_filter_on_prefects_console_handler() -> N
     assert config["handlers"]["api"].get("filters") is None, "the Prefect database keeps every record"
 
 
+def test_prefects_exit_drain_warning_stays_off_the_console_unless_debugging() -> None:
+    # CI once printed "EventsWorker - Still processing items: 1 items remaining..." after the one error line
+    code = ("import sys, logging; from shine import prefect_runtime; prefect_runtime.configure(debug=sys.argv[1] == '1'); "
+            "from prefect.logging.configuration import setup_logging; setup_logging(); "
+            "logging.getLogger('EventsWorker').warning('Still processing items: 1 items remaining...'); "
+            "logging.getLogger('APILogWorker').error('a real failure')")
+    clean = {k: v for k, v in os.environ.items() if k != "PREFECT_LOGGING_SETTINGS_PATH"}
+    quiet, debug = (subprocess.run([sys.executable, "-c", code, flag], env=clean, capture_output=True, text=True,
+                                   check=True).stderr for flag in ("0", "1"))
+    assert "Still processing" not in quiet and "a real failure" in quiet, quiet
+    assert "Still processing" in debug, debug
+
+
 def test_prefect_start_up_timeout_says_what_to_do(monkeypatch, capsys) -> None:
     exc = RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server. stdout: None")
     monkeypatch.setattr(cli, "build_parser", _parser_raising(exc))
