@@ -23,7 +23,8 @@ For every seed S this runs the whole chain through the project's own commands:
 and writes ``OUT/results.{md,csv,json}`` (mean ± std over seeds of R1@0.5, R1@0.7 and mIoU per test split, with
 the chance rows) and ``OUT/results.png``, both rendered by ``scripts/evidence_report.py``. Progress goes to
 stderr. ``--tiny`` (tiny model, small set) is the CI version of the chain. Runs already finished in ``--work``
-(a ``metrics.json``) are reused unless ``--fresh``.
+(a ``metrics.json``) are reused unless ``--fresh``, when trained with the same ``--set`` overrides and, for a SHINE
+variant, on the negatives its store holds now (the store fingerprint in the run's manifest).
 
     python scripts/evidence.py --mode noun-shortcut  # the README's table (make evidence): 3 seeds, 20 epochs
     python scripts/evidence.py                       # the bag-of-words table (make evidence-bow)
@@ -43,10 +44,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 # the tables and the figure live in the sibling module; scripts/ is put on the path for loads by file path (tests)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evidence_checks import check_same_space, negatives_diagnostics  # noqa: E402
 from evidence_report import collect, write_figure, write_tables  # noqa: E402
 
 VARIANTS = ("baseline", "shine-random", "shine-oracle", "shine-no-hn", "baseline-2x", "shine-hn-third",
@@ -179,66 +180,6 @@ def score_quality(prep: dict, out: Path, fresh: bool = False) -> dict[str, Path]
     return written
 
 
-def _read_store(path: Path) -> tuple[np.ndarray, dict[tuple[str, str], tuple[int, int]]]:
-    import pyarrow.parquet as pq
-
-    feats = np.load(path / "features.npy", mmap_mode="r")
-    idx = pq.read_table(path / "index.parquet").to_pydict()
-    return feats, {(q, v): (o, n) for q, v, o, n in zip(idx["qid"], idx["variant"], idx["offset"], idx["length"])}
-
-
-def check_same_space(pipeline_store: Path, synthetic_store: Path) -> int:
-    """Every pos row of the pipeline's store equals the synthetic store's; returns the number of queries checked."""
-    fa, ia = _read_store(pipeline_store)
-    fb, ib = _read_store(synthetic_store)
-    n = 0
-    for (qid, variant), (o, ln) in ia.items():
-        if variant != "pos":
-            continue
-        ob, lb = ib[(qid, "pos")]
-        if ln != lb or not np.array_equal(fa[o : o + ln], fb[ob : ob + lb]):
-            raise SystemExit(f"{pipeline_store}: pos features of {qid} differ from {synthetic_store}'s: the "
-                             "word-vectors encoder does not reproduce the synthetic text space (seed/dim mismatch?)")
-        n += 1
-    return n
-
-
-def negatives_diagnostics(path: Path, meta: dict) -> dict:
-    """Per level: how often the negative changes a word the video encodes (verb, noun, modifier) vs only others."""
-    import pyarrow.parquet as pq
-
-    t = pq.read_table(path, columns=["qid", "level", "negative", "valid"]).to_pydict()
-    q = pq.read_table(path.with_name("queries.parquet"), columns=["qid", "query"]).to_pydict()
-    query = dict(zip(q["qid"], q["query"]))
-    verbs = set(meta["verbs"]) | set(meta["novel_words"])
-    nouns = set(meta["nouns"]) | set(meta["novel_words"])
-    mods = {"red", "small", "old", "blue", "heavy", "quickly", "slowly", "carefully"}
-
-    def toks(s: str) -> list[str]:
-        return s.lower().replace(".", " .").split()
-
-    out: dict[str, dict] = {}
-    for level in (1, 2, 3):
-        rows = [(qq, neg, v) for qq, lv, neg, v in zip(t["qid"], t["level"], t["negative"], t["valid"]) if lv == level]
-        c = {"n": len(rows), "valid": 0, "verb_changed": 0, "noun_changed": 0, "event_word_changed": 0,
-             "only_other_words_changed": 0, "identical": 0}
-        for qid, neg, valid in rows:
-            a, b = toks(query[qid]), toks(neg)
-            c["valid"] += bool(valid)
-            va, vb = {w for w in a if w in verbs}, {w for w in b if w in verbs}
-            na, nb = {w for w in a if w in meta["nouns"] or w in meta["novel_words"]}, {w for w in b if w in nouns}
-            ma, mb = {w for w in a if w in mods}, {w for w in b if w in mods}
-            changed_verb, changed_noun = va != vb, na != nb
-            c["verb_changed"] += changed_verb
-            c["noun_changed"] += changed_noun
-            event = changed_verb or changed_noun or ma != mb
-            c["event_word_changed"] += event
-            c["identical"] += a == b
-            c["only_other_words_changed"] += (not event) and a != b
-        out[f"hn{level}"] = {k: (v if k == "n" else round(100.0 * v / max(1, len(rows)), 1)) for k, v in c.items()}
-    return out
-
-
 # --- training ------------------------------------------------------------------------------------------------------
 
 
@@ -247,16 +188,15 @@ def train_cmd(prep: dict, variant: str, out: Path, epochs: int, tiny: bool) -> l
             "optim.num_threads=1", "optim.num_workers=0", "progress=false", "plot_queries=0"]
     if tiny:
         sets += ["optim.batch_size=32", *TINY_MODEL]
-    if variant == "shine-random":
-        sets += ["shine.enabled=true", f"shine.hn_text_features={prep['store']}"]
-    elif variant == "shine-lexical":  # shine-random's settings, the lexical backend's negatives
-        sets += ["shine.enabled=true", f"shine.hn_text_features={prep['stores']['lexical']}"]
-    elif variant == "shine-oracle":
+    store = variant_store(prep, variant)
+    if store is not None:  # shine-lexical: shine-random's settings, the lexical backend's negatives
+        sets += ["shine.enabled=true", f"shine.hn_text_features={store}"]
+    if variant == "shine-oracle":
         sets += ["shine.enabled=true", "shine.oracle_negatives=true"]  # the synthetic store's own hn1..hn3
     elif variant == "shine-no-hn":  # L_cr (easy negative = batch-rolled query) and L_intra only
-        sets += ["shine.enabled=true", "shine.use_fine=false", f"shine.hn_text_features={prep['store']}"]
+        sets += ["shine.use_fine=false"]
     elif variant == "shine-hn-third":  # the cheaper step: hard negatives scored for ceil(0.34 B) rows
-        sets += ["shine.enabled=true", f"shine.hn_text_features={prep['store']}", "shine.hn_fraction=0.34"]
+        sets += ["shine.hn_fraction=0.34"]
     elif variant == "baseline-2x":
         sets += [f"optim.epochs={2 * epochs}"]
     sets += TRAIN_SETS  # last, so they win
@@ -266,12 +206,25 @@ def train_cmd(prep: dict, variant: str, out: Path, epochs: int, tiny: bool) -> l
     return cmd
 
 
-def _reusable(run_dir: Path) -> bool:
-    """A finished run trained with this invocation's ``--set`` overrides (runs from before the file: none)."""
+def variant_store(prep: dict, variant: str) -> Path | None:
+    """The pipeline text store a variant trains its hard negatives from (None: baseline, oracle)."""
+    if variant == "shine-lexical":
+        return prep["stores"]["lexical"]
+    return prep["store"] if variant in ("shine-random", "shine-no-hn", "shine-hn-third") else None
+
+
+def _reusable(run_dir: Path, store: Path | None = None) -> bool:
+    """A finished run trained with this invocation's ``--set`` overrides (runs from before the file: none) and,
+    for a SHINE variant, on the negatives ``store`` holds now (a store rebuilt since, e.g. after a backend's rules
+    changed, has another fingerprint than the run's manifest recorded: the run is retrained)."""
     if not (run_dir / "metrics.json").is_file():
         return False
     marker = run_dir / SETS_FILE
     sets = json.loads(marker.read_text()) if marker.is_file() else []
+    if store is not None:
+        trained = (json.loads((run_dir / "manifest.json").read_text()).get("shine_negatives") or {}).get("fingerprint")
+        if trained != json.loads((Path(store) / "store.json").read_text()).get("fingerprint"):
+            return False
     return sets == list(TRAIN_SETS)
 
 
@@ -280,7 +233,7 @@ def _mark_sets(run_dir: Path) -> None:
 
 
 def train_all(jobs: list[tuple[dict, str, Path]], epochs: int, tiny: bool, parallel: int, fresh: bool) -> None:
-    pending = [j for j in jobs if fresh or not _reusable(j[2])]
+    pending = [j for j in jobs if fresh or not _reusable(j[2], variant_store(j[0], j[1]))]
     for prep, variant, out in jobs:
         if (prep, variant, out) not in pending:
             log(f"seed {prep['seed']}: {variant} already trained ({out}), reused")

@@ -98,3 +98,16 @@ def test_evidence_set_overrides_reach_every_training_and_guard_reuse(tmp_path: P
     assert evidence._reusable(run)
     evidence.TRAIN_SETS = ()
     assert not evidence._reusable(run)  # trained with bf16, asked for the default
+    evidence.TRAIN_SETS = ("optim.amp=bf16",)
+    # a SHINE run is reused only on the negatives its store holds now (the store's fingerprint, as the trainer's
+    # manifest recorded it): a store rebuilt since (new backend rules) retrains it
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "store.json").write_text(json.dumps({"fingerprint": "a" * 64}))
+    assert evidence.variant_store(prep, "shine-random") == store and evidence.variant_store(prep, "baseline") is None
+    (run / "manifest.json").write_text(json.dumps({"shine_negatives": {"store": str(store), "fingerprint": "a" * 64}}))
+    assert evidence._reusable(run, store)
+    (store / "store.json").write_text(json.dumps({"fingerprint": "b" * 64}))
+    assert not evidence._reusable(run, store) and evidence._reusable(run)
+    (run / "manifest.json").write_text(json.dumps({"shine_negatives": {"store": str(store)}}))  # before the field
+    assert not evidence._reusable(run, store)

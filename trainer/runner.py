@@ -138,6 +138,16 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> RunResult:
         return _train(cfg, resume, env, device, t_start, negatives)
 
 
+def _check_same_negatives(last_path: Path, then: dict[str, Any] | None, now: NegativesChoice) -> None:
+    """Refuse to resume onto other hard negatives than the epochs so far saw (a checkpoint from before the
+    fingerprint was recorded, or a store without one, cannot be checked and resumes)."""
+    before = str((then or {}).get("fingerprint") or "")
+    if before and now.fingerprint and before != now.fingerprint:
+        raise ConfigError(f"cannot resume {last_path}: the hard-negative store {now.store} changed since this run "
+                          f"started (fingerprint {before[:12]} -> {now.fingerprint[:12]}); train into another --out, "
+                          "or point shine.hn_text_features at the store it started with")
+
+
 def _train(cfg: TrainConfig, resume: bool, env: DistEnv, device: torch.device, t_start: float,
            negatives: NegativesChoice | None = None) -> RunResult:
     out = Path(cfg.out_dir)
@@ -150,6 +160,8 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, device: torch.device, t
     state = load_checkpoint(last_path) if resume else None
     if state is not None and config_from_dict(state["config"]).model != cfg.model:
         raise ConfigError(f"cannot resume {last_path}: its model config differs from this one; keep model.* unchanged")
+    if state is not None and negatives is not None:
+        _check_same_negatives(last_path, state.get("negatives"), negatives)
     model, criterion = build_model_and_criterion(cfg, device)
     optimizer, scheduler, scaler = build_optimizer(model, cfg, device)
     start_epoch, global_step, history = 0, 0, []
@@ -210,7 +222,7 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, device: torch.device, t
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch,
                 "global_step": global_step, "rng": capture_rng_state(), "config": cfg.to_dict(), "best": dict(best),
-                "history": history,
+                "history": history, "negatives": dataclasses.asdict(negatives) if negatives else None,
             })
             write_text(out / "train_log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
             epoch_times.append(entry["epoch_s"])

@@ -117,3 +117,26 @@ def test_store_of_another_dimension_is_refused_up_front(synth: Path, tmp_path: P
     dim = json.loads((synth / "text_store" / "store.json").read_text())["dim"]
     assert f"are {dim}-d" in msg and f"--encoder-seed 0 --dim {dim}`" in msg
     assert not os.path.exists(tmp_path / "r")
+
+
+def test_resume_refuses_a_rebuilt_negative_store(synth: Path, tmp_path: Path) -> None:
+    meta = json.loads((synth / "text_store" / "store.json").read_text())
+    meta.update(encoder={"encoder": "word-vectors", "seed": 0, "dim": meta["dim"]}, stage="text-word-vectors")
+    store = _linked_copy(synth / "text_store", tmp_path / "neg" / "text_features" / "word-vectors",
+                         {**meta, "fingerprint": "a" * 64})
+    out = tmp_path / "run"
+    sets = ("shine.enabled=true", f"shine.hn_text_features={store}")
+    train(load_config("synthetic", overrides=tiny_overrides(synth, out, *sets, "optim.epochs=1")))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["shine_negatives"]["fingerprint"] == "a" * 64  # a reader can tell which negatives it saw
+    # the store is rebuilt under the same path (another backend, new rules): the epochs so far saw other negatives
+    (store / "store.json").write_text(json.dumps({**meta, "fingerprint": "b" * 64}))
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(ConfigError) as err:
+        train(load_config("synthetic", overrides=tiny_overrides(synth, out, *sets)), resume=True)
+    msg = str(err.value)
+    assert "\n" not in msg and "changed since this run started" in msg and str(store) in msg
+    assert "aaaaaaaaaaaa -> bbbbbbbbbbbb" in msg and "another --out" in msg
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before  # nothing written
+    (store / "store.json").write_text(json.dumps({**meta, "fingerprint": "a" * 64}))  # the same negatives: resumes
+    assert train(load_config("synthetic", overrides=tiny_overrides(synth, out, *sets)), resume=True).epochs_run == 2

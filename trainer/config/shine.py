@@ -98,11 +98,14 @@ class ShineConfig:
 class NegativesChoice:
     """Where a SHINE run's hn1..hn3 come from: ``source`` is ``pipeline`` (a ``shine encode-text`` store),
     ``generator oracle`` (the synthetic set's own, built from its ground truth) or ``text features store``;
-    ``store`` is its absolute path; ``found`` says the pipeline store was found beside the data, not given."""
+    ``store`` is its absolute path; ``found`` says the pipeline store was found beside the data, not given;
+    ``fingerprint`` is the store's own (``store.json``; empty for a store without one): a resumed run and a
+    reader of its manifest can tell whether the negatives under that path are still the ones it trained on."""
 
     source: str
     store: str
     found: bool = False
+    fingerprint: str = ""
 
     def describe(self) -> str:
         """``pipeline store /abs/path (found beside the data)``, for report headers and logs."""
@@ -168,4 +171,4 @@ def choose_negatives(shine: ShineConfig, text_features: Path, *, label: str) -> 
                           f"features but {label}'s text features ({text_features}) are {main_dim}-d; encode the "
                           "negatives with the encoder of the text features (synthetic data: `shine encode-text "
                           f"--encoder word-vectors --encoder-seed {seed} --dim {main_dim}`)")
-    return shine, choice
+    return shine, replace(choice, fingerprint=str((meta or {}).get("fingerprint") or ""))
