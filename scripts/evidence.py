@@ -23,8 +23,8 @@ For every seed S this runs the whole chain through the project's own commands:
 and writes ``OUT/results.{md,csv,json}`` (mean ± std over seeds of R1@0.5, R1@0.7 and mIoU per test split, with
 the chance rows) and ``OUT/results.png``, both rendered by ``scripts/evidence_report.py``. Progress goes to
 stderr. ``--tiny`` (tiny model, small set) is the CI version of the chain. Runs already finished in ``--work``
-(a ``metrics.json``) are reused unless ``--fresh``, when trained with the same ``--set`` overrides and, for a SHINE
-variant, on the negatives its store holds now (the store fingerprint in the run's manifest).
+(a ``metrics.json``) are reused unless ``--fresh``, when trained with the same ``--set`` overrides, in the same
+precision and, for a SHINE variant, on the negatives its store holds now (the store fingerprint in its manifest).
 
     python scripts/evidence.py --mode noun-shortcut  # the README's table (make evidence): 3 seeds, 20 epochs
     python scripts/evidence.py                       # the bag-of-words table (make evidence-bow)
@@ -213,19 +213,30 @@ def variant_store(prep: dict, variant: str) -> Path | None:
     return prep["store"] if variant in ("shine-random", "shine-no-hn", "shine-hn-third") else None
 
 
+def expected_amp() -> str:
+    """The precision this invocation's trainings run in (``optim.amp`` of ``--set``, else ``auto``, resolved for
+    the CPU: ``auto`` is bf16 on CPUs with native bf16 since December 2026, fp32 before)."""
+    from trainer.build import resolve_amp
+
+    mode = next((s.split("=", 1)[1] for s in reversed(TRAIN_SETS) if s.startswith("optim.amp=")), "auto")
+    return resolve_amp(mode, "cpu")
+
+
 def _reusable(run_dir: Path, store: Path | None = None) -> bool:
-    """A finished run trained with this invocation's ``--set`` overrides (runs from before the file: none) and,
-    for a SHINE variant, on the negatives ``store`` holds now (a store rebuilt since, e.g. after a backend's rules
-    changed, has another fingerprint than the run's manifest recorded: the run is retrained)."""
-    if not (run_dir / "metrics.json").is_file():
+    """A finished run trained with this invocation's ``--set`` overrides (runs from before the file: none), in the
+    precision they resolve to now (its manifest's ``amp``) and, for a SHINE variant, on the negatives ``store``
+    holds now (a store rebuilt since, e.g. after a backend's rules changed, has another fingerprint than the run's
+    manifest recorded). Anything else is retrained rather than mixed into one table."""
+    if not (run_dir / "metrics.json").is_file() or not (run_dir / "manifest.json").is_file():
         return False
     marker = run_dir / SETS_FILE
     sets = json.loads(marker.read_text()) if marker.is_file() else []
+    manifest = json.loads((run_dir / "manifest.json").read_text())
     if store is not None:
-        trained = (json.loads((run_dir / "manifest.json").read_text()).get("shine_negatives") or {}).get("fingerprint")
+        trained = (manifest.get("shine_negatives") or {}).get("fingerprint")
         if trained != json.loads((Path(store) / "store.json").read_text()).get("fingerprint"):
             return False
-    return sets == list(TRAIN_SETS)
+    return sets == list(TRAIN_SETS) and manifest.get("amp") == expected_amp()
 
 
 def _mark_sets(run_dir: Path) -> None:

@@ -93,6 +93,7 @@ def test_evidence_set_overrides_reach_every_training_and_guard_reuse(tmp_path: P
     run.mkdir()
     assert not evidence._reusable(run)  # not finished
     (run / "metrics.json").write_text("{}")
+    (run / "manifest.json").write_text(json.dumps({"amp": "bf16"}))
     assert not evidence._reusable(run)  # finished before the marker: trained without overrides
     evidence._mark_sets(run)
     assert evidence._reusable(run)
@@ -105,9 +106,20 @@ def test_evidence_set_overrides_reach_every_training_and_guard_reuse(tmp_path: P
     store.mkdir()
     (store / "store.json").write_text(json.dumps({"fingerprint": "a" * 64}))
     assert evidence.variant_store(prep, "shine-random") == store and evidence.variant_store(prep, "baseline") is None
-    (run / "manifest.json").write_text(json.dumps({"shine_negatives": {"store": str(store), "fingerprint": "a" * 64}}))
+    negatives = {"store": str(store), "fingerprint": "a" * 64}
+    (run / "manifest.json").write_text(json.dumps({"amp": "bf16", "shine_negatives": negatives}))
     assert evidence._reusable(run, store)
     (store / "store.json").write_text(json.dumps({"fingerprint": "b" * 64}))
     assert not evidence._reusable(run, store) and evidence._reusable(run)
-    (run / "manifest.json").write_text(json.dumps({"shine_negatives": {"store": str(store)}}))  # before the field
+    del negatives["fingerprint"]  # a run from before the field cannot be checked: retrained
+    (run / "manifest.json").write_text(json.dumps({"amp": "bf16", "shine_negatives": negatives}))
     assert not evidence._reusable(run, store)
+    # `auto` changed meaning (bf16 on CPUs with native bf16): a run trained in another precision is retrained
+    evidence.TRAIN_SETS = ()
+    (run / evidence.SETS_FILE).write_text("[]")
+    for amp in ("off", "bf16"):
+        (run / "manifest.json").write_text(json.dumps({"amp": amp}))
+        assert evidence._reusable(run) == (amp == evidence.expected_amp())
+    evidence.TRAIN_SETS = ("optim.amp=off",)
+    (run / evidence.SETS_FILE).write_text(json.dumps(["optim.amp=off"]))
+    assert evidence.expected_amp() == "off" and not evidence._reusable(run)  # the manifest says bf16
