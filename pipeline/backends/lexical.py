@@ -38,13 +38,14 @@ from pipeline import tables
 from pipeline.backends.base import FillRequest, FillResponse, LevelFill
 from pipeline.backends.lexical_index import (CandidateTables, Compositions, _facts, _no_cycle_collection,
                                              _pick, _same_outside, attested_pairs, detok_pieces, fill_pieces,
-                                             heuristic_heads, norm_text_fast, select)
+                                             heuristic_heads, select)
 from pipeline.backends.lexical_probe import corpus_subjects, drop_near_duplicates, stable_groups
 from pipeline.backends.lexical_screen import REDRAW_BANDS, Draw, SentenceScreen, apply_screen
 from pipeline.backends.options import LEXICAL_MODELS, LexicalOptions
 from pipeline.dictionary import build_tagged_dictionary
 from pipeline.errors import ConfigError, DataError
 from pipeline.masking import PRIMITIVE_OF_POS
+from pipeline.records import norm_text
 
 __all__ = ["LexicalBackend", "LEXICAL_MODELS", "attested_pairs", "heuristic_heads"]
 
@@ -166,7 +167,6 @@ class LexicalBackend:
                             "the lexical backend needs dictionary.form=text")
         from pipeline.nlp import load_nlp
         from pipeline.quality.embed import load_sentence_encoder
-        from pipeline.quality.measures import norm_text
 
         positives: dict[str, set[str]] = defaultdict(set)
         queries_by_vid: dict[str, list[str]] = defaultdict(list)
@@ -323,7 +323,7 @@ class LexicalBackend:
         toks = req.tokens
         base = detok_pieces(toks)
         # a negative may equal neither a query of the video nor the original or a lower level's negative
-        positives, taken = self.positives.get(vid, set()), {norm_text_fast("".join(base))}
+        positives, taken = self.positives.get(vid, set()), {norm_text("".join(base))}
         seen = self.video_lemmas.get(vid, set())
         prefix = f"{self.seed!s}|{req.qid!s}|"
         fills = []
@@ -343,7 +343,7 @@ class LexicalBackend:
                         reasons.append(f"no word in D with the tags of {list(lv.original_words)}")
                         break
                     negative = fill_pieces(pieces, lv.positions, words)
-                    normed = norm_text_fast(negative)
+                    normed = norm_text(negative)
                     if normed not in taken and normed not in positives:
                         break
                 else:
@@ -365,8 +365,8 @@ class LexicalBackend:
         if words is None:
             return None
         negative = fill_pieces(detok_pieces(lv.tokens), lv.positions, words)
-        taken = {norm_text_fast(t) for t in ["".join(detok_pieces(req.tokens)), *(f.negative for f in resp.fills[1:])]}
-        normed = norm_text_fast(negative)
+        taken = {norm_text(t) for t in ["".join(detok_pieces(req.tokens)), *(f.negative for f in resp.fills[1:])]}
+        normed = norm_text(negative)
         return None if normed in taken or normed in self.positives.get(vid, set()) else (negative, tuple(words))
 
     async def complete(self, req: FillRequest) -> FillResponse:

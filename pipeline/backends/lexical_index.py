@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gc
 import math
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from typing import Optional
 from pipeline.backends.lexical_probe import subject_slot
 
 __all__ = ["Compositions", "CandidateTables", "band_bounds", "attested_pairs", "heuristic_heads", "detok_pieces",
-           "fill_pieces", "norm_text_fast", "select"]
+           "fill_pieces", "select"]
 
 _OBJ_DEPS = frozenset({"dobj", "obj"})
 
@@ -102,8 +101,6 @@ def _no_cycle_collection() -> Iterator[None]:
 
 #: tokens ``detokenize`` writes with no space before them
 _ATTACHED = frozenset({".", ","})
-#: ``norm_text``'s rule: no whitespace before these
-_PUNCT_AFTER_SPACE = re.compile(r"\s+([.,!?;:])")
 
 
 def detok_pieces(tokens: Sequence[str]) -> list[str]:
@@ -132,21 +129,6 @@ def fill_pieces(pieces: list[str], positions: Sequence[int], words: Sequence[str
     for p, w in zip(positions, words):
         out[p] = w if p == 0 or p == first or w in _ATTACHED else " " + w
     return "".join(out)
-
-
-def norm_text_fast(text: str) -> str:
-    """``pipeline.quality.measures.norm_text`` without the ``re`` module's per-call overhead: after the split and
-    join every whitespace is one " " (``str.split`` and the pattern's ``\\s`` both take ``str.isspace``'s
-    whitespace), so the pattern matches exactly when one of " .", " ,", " !", " ?", " ;", " :" occurs, and
-    is only run then.
-
-    >>> norm_text_fast("Person  opens the door ."), norm_text_fast("Hi , you !")
-    ('person opens the door', 'hi, you!')
-    """
-    s = " ".join(text.lower().split())
-    if " ." in s or " ," in s or " !" in s or " ?" in s or " ;" in s or " :" in s:
-        s = _PUNCT_AFTER_SPACE.sub(r"\1", s)
-    return s.rstrip(".").strip()
 
 
 def _pick(words: list[str], lemmas: list[str], shown: Iterable[str], draw: int, unique: bool) -> Optional[str]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from pipeline.backends.base import LevelFill, MaskedLevel, fill_tokens, masked_sentence_pattern
 from pipeline.errors import PipelineError
+from pipeline.records import norm_text
 
 __all__ = ["AnswerError", "parse_answer", "check_level", "check_answer", "cross_check", "reasons_for_reask",
            "SCHEMA_VERSION"]
@@ -56,10 +57,6 @@ def parse_answer(text: str) -> dict[str, Any]:
     return data
 
 
-def _norm(text: str) -> str:
-    return re.sub(r"\s+([.,!?;:])", r"\1", " ".join(text.lower().split())).rstrip(".")
-
-
 def check_level(level: MaskedLevel, sentence: Any, original: str, max_words: int, mask: str = "<mask>") -> LevelFill:
     """Validate one level's sentence; ``filled_words`` come back aligned with ``level.positions``."""
     if not isinstance(sentence, str) or not sentence.strip():
@@ -79,7 +76,7 @@ def check_level(level: MaskedLevel, sentence: Any, original: str, max_words: int
     reasons = [f"the word for mask {n + 1} ({level.original_words[i]!r}) was not changed"
                for n, i in enumerate(left_to_right) if words[i].lower() == level.original_words[i].lower()]
     negative = fill_tokens(level.tokens, level.positions, words)
-    if _norm(negative) == _norm(original):
+    if norm_text(negative) == norm_text(original):
         reasons.append("the sentence is the original query")
     return LevelFill(level.level, negative, tuple(words), not reasons, tuple(reasons))
 
@@ -103,7 +100,7 @@ def cross_check(fills: Mapping[int, LevelFill]) -> dict[int, LevelFill]:
     out: dict[int, LevelFill] = {}
     for level in sorted(fills):
         fill = fills[level]
-        norm = _norm(fill.negative)
+        norm = norm_text(fill.negative)
         if fill.valid and norm in seen:
             fill = LevelFill(fill.level, fill.negative, fill.filled_words, False,
                              (f"the sentence is the same as level {seen[norm]}'s",))

@@ -12,12 +12,12 @@ these functions are testable on hand-made rows without spaCy.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from pipeline.backends.base import masked_sentence_pattern
 from pipeline.masking import PRIMITIVE_OF_POS
+from pipeline.records import norm_text  # re-exported: the quality report's equality rule
 
 __all__ = ["Parsed", "RowScore", "mask_tokens", "fill_spans", "pairs_of", "norm_text", "score_row", "MAX_FILL_WORDS"]
 
@@ -55,15 +55,6 @@ class RowScore:
     n_pairs: int
     n_attested: int
     fills: tuple[str, ...]
-
-
-def norm_text(text: str) -> str:
-    """Lower-cased, single-spaced, no space before punctuation, no final full stop (for equality tests).
-
-    >>> norm_text("Person  opens the door .")
-    'person opens the door'
-    """
-    return re.sub(r"\s+([.,!?;:])", r"\1", " ".join(text.lower().split())).rstrip(".").strip()
 
 
 def mask_tokens(masked_query: str, mask: str = "<mask>") -> tuple[str, ...]:
