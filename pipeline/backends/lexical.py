@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from hashlib import blake2b
 from itertools import repeat
 from pathlib import Path
@@ -355,19 +355,25 @@ class LexicalBackend:
         return FillResponse(qid=req.qid, fills=tuple(fills), backend=self.name, model=self.model,
                             prompt_version=self.prompt_version)
 
-    def redraw_level1(self, req: FillRequest, resp: FillResponse, band: int, attempt: int) -> Draw | None:
-        """Draw ``attempt`` of level 1's masks from the screen's band ``band`` (``lexical_screen.REDRAW_BANDS``):
-        (negative, words), or None when a mask has no candidate or the sentence equals the query, another level's
-        negative or a query of the video."""
+    def level1_drawer(self, req: FillRequest, resp: FillResponse) -> Callable[[int, int], Draw | None]:
+        """``draw(band, attempt)``: draw ``attempt`` of level 1's masks from the screen's band ``band``
+        (``lexical_screen.REDRAW_BANDS``) as (negative, words), or None when a mask has no candidate or the
+        sentence equals the query, another level's negative or a query of the video. What the row's draws share
+        (the level's pieces, the sentences a draw may not equal) is worked out once, here."""
         lv, vid = req.levels[0], self.vids.get(req.qid, "")
-        words = self._fill_level(dataclasses.replace(lv, level=band), self.facts[req.qid], attempt,
-                                 self.video_lemmas.get(vid, set()), f"{self.seed!s}|{req.qid!s}|")
-        if words is None:
-            return None
-        negative = fill_pieces(detok_pieces(lv.tokens), lv.positions, words)
+        facts, seen, prefix = self.facts[req.qid], self.video_lemmas.get(vid, set()), f"{self.seed!s}|{req.qid!s}|"
+        pieces = detok_pieces(lv.tokens)
         taken = {norm_text(t) for t in ["".join(detok_pieces(req.tokens)), *(f.negative for f in resp.fills[1:])]}
-        normed = norm_text(negative)
-        return None if normed in taken or normed in self.positives.get(vid, set()) else (negative, tuple(words))
+        taken |= self.positives.get(vid, set())
+
+        def draw(band: int, attempt: int) -> Draw | None:
+            words = self._fill_level(dataclasses.replace(lv, level=band), facts, attempt, seen, prefix)
+            if words is None:
+                return None
+            negative = fill_pieces(pieces, lv.positions, words)
+            return None if norm_text(negative) in taken else (negative, tuple(words))
+
+        return draw
 
     async def complete(self, req: FillRequest) -> FillResponse:
         """Fill one request (no I/O: returns at once)."""
@@ -379,7 +385,7 @@ class LexicalBackend:
             responses = [self._fill_one(r) for r in requests]
             if self.screen is None:
                 return responses
-            return apply_screen(self.screen, requests, responses, self.vids, self.redraw_level1)
+            return apply_screen(self.screen, requests, responses, self.vids, self.level1_drawer)
 
     def stats(self) -> dict[str, object]:
         """Provenance for the manifest (with what the level-1 screen did)."""

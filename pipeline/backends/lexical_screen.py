@@ -128,16 +128,24 @@ class SentenceScreen:
 
 def apply_screen(screen: SentenceScreen, requests: Sequence[FillRequest], responses: Sequence[FillResponse],
                  vids: Mapping[str, str],
-                 redraw: Callable[[FillRequest, FillResponse, int, int], Draw | None]) -> list[FillResponse]:
+                 drawer: Callable[[FillRequest, FillResponse], Callable[[int, int], Draw | None]]) -> list[FillResponse]:
     """``responses`` with each valid level-1 negative the screen flags replaced by its redraw.
 
-    ``vids``: qid -> video; ``redraw(request, response, band, attempt)``: the backend's level-1 draw (see
-    :meth:`SentenceScreen.screen`). Other levels, invalid rows and the rest of each response are kept as they are.
+    ``vids``: qid -> video; ``drawer(request, response)``: the backend's level-1 draws of that row as
+    ``draw(band, attempt)`` (see :meth:`SentenceScreen.screen`), asked once per flagged row, so what every draw of
+    the row shares is worked out once. Other levels, invalid rows and the rest of each response are kept as they are.
     """
     where = [k for k, r in enumerate(responses) if r.fills and r.fills[0].level == 1 and r.fills[0].valid]
     rows = [(vids.get(responses[k].qid, ""), responses[k].fills[0].negative) for k in where]
-    replaced = screen.screen(rows, lambda row, band, attempt: redraw(requests[where[row]], responses[where[row]],
-                                                                     band, attempt))
+    draws: dict[int, Callable[[int, int], Draw | None]] = {}
+
+    def redraw(row: int, band: int, attempt: int) -> Draw | None:
+        draw = draws.get(row)
+        if draw is None:
+            draw = draws[row] = drawer(requests[where[row]], responses[where[row]])
+        return draw(band, attempt)
+
+    replaced = screen.screen(rows, redraw)
     out = list(responses)
     for row, (negative, words) in replaced.items():
         resp = out[where[row]]
