@@ -18,8 +18,8 @@ from typing import Any
 from pipeline.errors import ConfigError
 from shine.configs import ConfigValueError, merge
 
-__all__ = ["OFFLINE_BACKENDS", "RandomOptions", "LexicalOptions", "LEXICAL_MODELS", "SCREEN_COSINE", "ImportOptions", "backend_names",
-           "parse_backend_options"]
+__all__ = ["OFFLINE_BACKENDS", "RandomOptions", "LexicalOptions", "LEXICAL_MODELS", "SCREEN_COSINE", "ImportOptions",
+           "backend_names", "parse_backend_options"]
 
 #: the backends that need no key and no network (``pipeline.backends``); every other name is an LLM backend
 OFFLINE_BACKENDS: tuple[str, ...] = ("random", "lexical", "import")
